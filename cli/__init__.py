@@ -1,0 +1,1 @@
+"""The ``dhash`` command-line front end (installed as ``dhash.cli``). The library never imports it."""

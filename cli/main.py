@@ -1,0 +1,54 @@
+"""``dhash`` — the Click group. Subcommands load lazily so ``dhash query`` never pays for importing torch."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from dhash import __version__
+from dhash.errors import DHashError
+
+# name -> "module:attribute" inside dhash.cli
+COMMANDS = {
+    "train": "train:train",
+    "encode": "encode:encode",
+    "index": "index:index",
+    "query": "query:query",
+    "evaluate": "evaluate:evaluate",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use and whose user errors print as one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f"dhash.cli.{module}"), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DHashError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dhash")
+def main() -> None:
+    """Deep supervised hashing: train hashing networks, encode images to binary codes,
+    index them and search by Hamming distance.
+
+    \b
+    Example (Fashion-MNIST, 32 bits):
+      dhash train --data fashion-mnist --method dha --bits 32 -o runs/dha32
+      dhash encode fashion-mnist --model runs/dha32/model.pt --split database -o db.h5
+      dhash encode fashion-mnist --model runs/dha32/model.pt --split query -o q.h5
+      dhash index db.h5 -o db.index.h5
+      dhash query db.index.h5 --codes q.h5 -k 10
+      dhash evaluate --queries q.h5 --database db.h5 --map-at 1000
+    """

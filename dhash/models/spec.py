@@ -1,0 +1,17 @@
+"""What a backbone expects of its input images."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Input size (square, pixels), channel count (1 grey or 3 RGB) and per-channel normalisation.
+
+    Images are first scaled to [0, 1], then normalised as ``(x - mean) / std``.
+    """
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
