@@ -50,7 +50,8 @@ class Method(nn.Module):
       name: registry name (``--method``); paper: citation line; params_cls: its ``Params`` dataclass;
       needs_classifier: the network must provide ``logits``; trainable: False for closed-form methods
       (LSH, ITQ) that implement ``fit`` instead of ``loss``; uses_hash_head: False when codes come
-      straight from backbone features (LSH, ITQ); multi_label: handles multi-label data.
+      straight from backbone features (LSH, ITQ); multi_label: handles multi-label data;
+      train_defaults: training settings the paper recommends, applied unless the user sets them.
     """
 
     name: ClassVar[str] = ""
@@ -60,6 +61,7 @@ class Method(nn.Module):
     trainable: ClassVar[bool] = True
     uses_hash_head: ClassVar[bool] = True
     multi_label: ClassVar[bool] = True
+    train_defaults: ClassVar[dict[str, Any]] = {}  # the paper's optimiser settings (e.g. {"lr": 0.07}) used unless overridden
 
     def __init__(self, bits: int, num_classes: int, params: Params | None = None) -> None:
         super().__init__()
