@@ -8,13 +8,13 @@ import click
 from dhash import __version__
 from dhash.errors import DHashError
 
-# name -> "module:attribute" inside dhash.cli
+# name -> ("module:attribute" inside dhash.cli, one-line help shown by `dhash --help`)
 COMMANDS = {
-    "train": "train:train",
-    "encode": "encode:encode",
-    "index": "index:index",
-    "query": "query:query",
-    "evaluate": "evaluate:evaluate",
+    "train": ("train:train", "Train a hashing network on labelled images."),
+    "encode": ("encode:encode", "Encode images into an HDF5 code file with a trained model."),
+    "index": ("index:index", "Build a search index (linear scan or multi-index hashing) from a code file."),
+    "query": ("query:query", "Search an index by Hamming distance (k-NN or radius)."),
+    "evaluate": ("evaluate:evaluate", "Retrieval metrics (mAP@k, P@H<=r, precision/recall) and curves."),
 }
 
 
@@ -27,8 +27,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module, attr = COMMANDS[name].split(":")
+        module, attr = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(f"dhash.cli.{module}"), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context):
         try:

@@ -1,0 +1,137 @@
+"""Train and evaluate every method at several code lengths: the comparison table of the seed papers.
+
+Each cell runs ``dhash train`` then ``dhash evaluate --model … --json`` (the commands a user runs) and
+appends a row to ``OUT/results.csv``; finished cells are skipped, so an interrupted run resumes.
+Writes ``results.md`` (mAP@all, mAP@1000, P@H<=2 and training time per method and length) and
+``map_vs_bits.png``.
+
+    python benchmarks/compare_methods.py                       # full protocol, 12/24/32/48 bits
+    python benchmarks/compare_methods.py --protocol per-class --bits 32
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "hashnet", "dsh", "itq", "lsh"]
+FIELDS = ["protocol", "method", "bits", "map@all", "map@1000", "p@h<=2", "train_seconds", "epochs"]
+console = Console()
+
+
+def _dhash(*args: str) -> str:
+    exe = Path(sys.executable).with_name("dhash")
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise click.ClickException(f"dhash {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def _load(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _save(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def run_cell(out: Path, protocol: str, method: str, bits: int, extra: tuple[str, ...]) -> dict:
+    """Train one model and evaluate it; return its result row."""
+    run = out / "runs" / f"{protocol}-{method}-{bits}"
+    start = time.perf_counter()
+    _dhash("train", "--data", "fashion-mnist", "--method", method, "--bits", str(bits),
+           "--protocol", protocol, "-o", str(run), *extra)
+    seconds = time.perf_counter() - start
+    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "1000", "--json"))
+    config = json.loads((run / "config.json").read_text())
+    return {
+        "protocol": protocol, "method": method, "bits": bits,
+        "map@all": f"{metrics['map@all']:.4f}", "map@1000": f"{metrics['map@1000']:.4f}",
+        "p@h<=2": f"{metrics['p@h<=2']:.4f}", "train_seconds": f"{seconds:.0f}",
+        "epochs": config.get("epochs", ""),
+    }
+
+
+def write_reports(out: Path, rows: list[dict]) -> None:
+    """Markdown table (one line per method, columns per length) and the mAP-vs-bits plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = []
+    for protocol in sorted({r["protocol"] for r in rows}):
+        cells = [r for r in rows if r["protocol"] == protocol]
+        lengths = sorted({int(r["bits"]) for r in cells})
+        lines += [f"### Fashion-MNIST, protocol `{protocol}`", "",
+                  "mAP@all / mAP@1000 / P@H≤2 / training seconds", "",
+                  "| method | " + " | ".join(f"{b} bits" for b in lengths) + " |",
+                  "|---|" + "---|" * len(lengths)]
+        methods = [m for m in ALL_METHODS if any(r["method"] == m for r in cells)]
+        for m in methods:
+            by_bits = {int(r["bits"]): r for r in cells if r["method"] == m}
+            lines.append(f"| {m} | " + " | ".join(
+                f"{by_bits[b]['map@all']} / {by_bits[b]['map@1000']} / {by_bits[b]['p@h<=2']} / {by_bits[b]['train_seconds']}"
+                if b in by_bits else "—" for b in lengths) + " |")
+        lines.append("")
+        if len(lengths) > 1:
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for m in methods:
+                pts = sorted((int(r["bits"]), float(r["map@all"])) for r in cells if r["method"] == m)
+                ax.plot(*zip(*pts), marker="o", label=m)
+            ax.set(xlabel="bits", ylabel="mAP@all", title=f"Fashion-MNIST ({protocol} protocol)", xticks=lengths)
+            ax.grid(alpha=0.3)
+            ax.legend(ncol=2, fontsize=8)
+            fig.tight_layout()
+            fig.savefig(out / f"map_vs_bits_{protocol}.png", dpi=120)
+            plt.close(fig)
+    (out / "results.md").write_text("\n".join(lines))
+
+
+@click.command()
+@click.option("--methods", default=",".join(ALL_METHODS), show_default=True, help="Comma-separated methods.")
+@click.option("--bits", "bits_list", default="12,24,32,48", show_default=True, help="Comma-separated code lengths.")
+@click.option("--protocol", type=click.Choice(["full", "per-class"]), default="full", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/compare"), show_default=True)
+@click.option("--train-arg", "extra", multiple=True, help="Extra argument passed to every `dhash train` (repeatable).")
+def main(methods: str, bits_list: str, protocol: str, out: Path, extra: tuple[str, ...]) -> None:
+    """Train + evaluate each (method, bits) cell on Fashion-MNIST; resumable."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.csv"
+    rows = _load(results)
+    done = {(r["protocol"], r["method"], r["bits"]) for r in rows}
+    for bits in [int(b) for b in bits_list.split(",")]:
+        for method in methods.split(","):
+            if (protocol, method, str(bits)) in done:
+                continue
+            console.print(f"[bold]{protocol} / {method} / {bits} bits[/] …")
+            row = run_cell(out, protocol, method, bits, extra)
+            rows.append({k: str(v) for k, v in row.items()})
+            _save(results, rows)
+            console.print(f"  mAP@all {row['map@all']}  mAP@1000 {row['map@1000']}  P@H<=2 {row['p@h<=2']}  ({row['train_seconds']} s)")
+    write_reports(out, rows)
+    table = Table("protocol", "method", "bits", "mAP@all", "mAP@1000", "P@H≤2", "train s")
+    for r in rows:
+        table.add_row(r["protocol"], r["method"], r["bits"], r["map@all"], r["map@1000"], r["p@h<=2"], r["train_seconds"])
+    console.print(table)
+    console.print(f"wrote {results}, {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
