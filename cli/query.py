@@ -10,12 +10,16 @@ import click
 import numpy as np
 from rich.console import Console
 
+from dhash.codes import CodeFile
+from dhash.index_file import IndexFile, load_index
+
 EPILOG = """
 \b
 Examples:
   dhash query database.index.h5 --codes queries.h5 -k 10
   dhash query database.index.h5 --codes queries.h5 --radius 2 --format json -o hits.json
   dhash query database.index.h5 --image cat.jpg --model runs/x/model.pt -k 5
+  dhash query database.index.h5 --codes queries.h5 -k 8 --first 6 --grid retrievals.png
 
 \b
 One row per result: query (row of the query file, or position of --image), rank (1 = nearest),
@@ -26,13 +30,14 @@ Ties are ordered by index. With -k larger than the database the extra ranks are 
 
 
 def _load_queries(codes: Path | None, images: tuple[str, ...], model: Path | None, device: str,
-                  bits: int, index_path: Path) -> tuple[np.ndarray, list[str]]:
+                  bits: int, index_path: Path) -> tuple[CodeFile, list[str]]:
+    """The query codes (with ids, labels and provenance when they come from a code file) and the inputs."""
     from dhash.codes import read_code_file
     from dhash.errors import DHashError
 
     if codes is not None:
         q = read_code_file(codes)
-        q_bits, q_codes, inputs = q.bits, q.codes, [str(codes)]
+        q_codes, q_bits, inputs = q.codes, q.bits, [str(codes)]
     else:
         from dhash.encode import encode_image_files
 
@@ -41,7 +46,36 @@ def _load_queries(codes: Path | None, images: tuple[str, ...], model: Path | Non
     if q_bits != bits:
         source = codes if codes is not None else model
         raise DHashError(f"{source}: gives {q_bits}-bit codes but {index_path} indexes {bits}-bit codes")
-    return q_codes, inputs
+    return (q if codes is not None else CodeFile(q_codes, q_bits, ids=list(images))), inputs
+
+
+def _draw_grid(path: Path, q: CodeFile, from_files: bool, loaded: IndexFile, idx: np.ndarray,
+               data_dir: str | None) -> None:
+    """The retrieval picture: each query and its results, framed by relevance (shared label)."""
+    from dhash.errors import DHashError
+    from dhash.gallery import images_by_id, retrieval_grid
+
+    if q.ids is None or loaded.ids is None:
+        raise DHashError("--grid needs ids in the query code file and in the index (as `dhash encode` writes)")
+    db_data = loaded.attrs.get("source_dataset")
+    if db_data is None:
+        raise DHashError(f"{loaded.attrs.get('source', 'index')}: no 'dataset' attribute, cannot find the images")
+    if from_files:
+        from PIL import Image
+
+        q_images = [np.asarray(Image.open(p).convert("RGB")) for p in q.ids]
+    else:
+        q_images = images_by_id(q.attrs.get("dataset", db_data), q.ids, data_dir)
+    rows = [[int(i) for i in r if i >= 0] for r in idx]
+    db_images = images_by_id(db_data, [loaded.ids[i] for r in rows for i in r], data_dir)
+    results, start = [], 0
+    for r in rows:
+        results.append(db_images[start:start + len(r)])
+        start += len(r)
+    has_labels = q.labels is not None and loaded.labels is not None
+    relevant = [[bool(np.any(q.labels[n] & loaded.labels[i])) if has_labels else None for i in r]
+                for n, r in enumerate(rows)]
+    retrieval_grid(q_images, results, relevant, path)
 
 
 def _rows(dist: np.ndarray, idx: np.ndarray, lims: np.ndarray | None, ids: list[str] | None) -> list[dict]:
@@ -101,9 +135,13 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
               help="Distance kernel (auto: $DHASH_KERNEL, else the best this CPU has).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--first", type=click.IntRange(min=1), help="Only the first N queries.")
+@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw a PNG: each query, then its results framed green (shares a label) or red.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="With --grid: where the dataset's images are.")
 def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: Path | None, device: str,
           k: int | None, radius: int | None, threads: int | None, kernel: str, fmt: str | None,
-          output: Path | None) -> None:
+          output: Path | None, first: int | None, grid: Path | None, data_dir: str | None) -> None:
     """Search INDEX (from `dhash index`) for the nearest codes of each query."""
     if (codes is None) == (not images):
         raise click.UsageError("give the queries either as --codes FILE or as --image PATH (with --model)")
@@ -118,15 +156,20 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
         fmt = {".json": "json", ".csv": "csv"}.get(suffix, "table")
 
     from dhash.atomic import atomic_path, check_not_input
-    from dhash.index_file import load_index
 
     loaded = load_index(index_path)
     ix = loaded.index
-    q, inputs = _load_queries(codes, images, model, device, ix.bits, index_path)
+    qfile, inputs = _load_queries(codes, images, model, device, ix.bits, index_path)
+    if first is not None:
+        qfile = CodeFile(qfile.codes[:first], qfile.bits, None if qfile.labels is None else qfile.labels[:first],
+                         None if qfile.ids is None else qfile.ids[:first], qfile.attrs)
+    q = qfile.codes
     inputs.append(str(index_path))
-    if output is not None:
-        check_not_input(output, inputs)  # before searching, not after
+    for out in (output, grid):
+        if out is not None:
+            check_not_input(out, inputs)  # before searching, not after
     kern = None if kernel == "auto" else kernel
+    lims = None
     if k is not None:
         dist, idx = ix.search(q, k, threads, kern)
         rows = _rows(dist, idx, None, loaded.ids)
@@ -135,6 +178,10 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
         lims, dist, idx = ix.range_search(q, radius, threads, kern)
         rows = _rows(dist, idx, lims, loaded.ids)
         title = f"codes within distance {radius} ({ix.ntotal:,} codes)"
+    if grid is not None:
+        grid_idx = idx if lims is None else [idx[a:b][:10] for a, b in zip(lims[:-1], lims[1:])]
+        _draw_grid(grid, qfile, codes is None, loaded, grid_idx, data_dir)
+        Console(stderr=True).print(f"[green]wrote[/] {grid}", highlight=False)
     text = _render(rows, fmt, loaded.ids is not None, title)
     if output is None:
         click.echo(text, nl=False)
