@@ -173,9 +173,12 @@ def resolve_for_data(config: dict[str, Any], source: Any, method: type) -> dict[
     """Fill the settings left to the data (protocol, backbone, pretrained, backbone options, workers)."""
     from .models import backbone_options
 
-    if source.kind == "features":
-        raise DHashError(f"{config['data']}: training on a feature file is not supported yet (dhash.models has no feature-input backbone)")
     config = copy.deepcopy(config)
+    if source.kind == "features":
+        if config["backbone"] not in (None, "features"):
+            raise DHashError(f"{config['data']}: a feature file trains only the heads; --backbone must be 'features'")
+        config["backbone"], config["pretrained"] = "features", False
+        config["backbone_options"] = {**config["backbone_options"], "dim": int(source.features.shape[1])}
     small = source.kind == "images" and max(source.images.shape[1:3]) <= 32
     if config["protocol"] is None:
         if source.subset is not None:

@@ -20,7 +20,6 @@ Training details:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import random
 import time
@@ -196,9 +195,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         if type(method).post_train is not Method.post_train:
             h = _outputs(net, source, split.train, device, config["workers"], progress, console, "Outputs for post-training")
             started = time.perf_counter()
-            # a method's post_train may show its own progress bar (an optional ``progress`` keyword)
-            extra = {"progress": progress} if "progress" in inspect.signature(method.post_train).parameters else {}
-            report = plain(method.post_train(h, labels, config["seed"], **extra))
+            report = plain(method.post_train(h, labels, config["seed"], progress=progress))
             report["seconds"] = round(time.perf_counter() - started, 3)
             run.log({"post_train": report})
     else:

@@ -89,9 +89,12 @@ class ImageTransform:
         return x.take(rows, axis=1).take(cols[::-1] if flip else cols, axis=2)
 
 
-def build_transform(spec: InputSpec, train: bool) -> ImageTransform:
-    """The transform for a backbone's input spec; ``train`` adds augmentation (see the module docstring)."""
-    return ImageTransform(spec, train)
+def build_transform(spec: InputSpec, train: bool) -> ImageTransform | None:
+    """The transform for a backbone's input spec; ``train`` adds augmentation (see the module docstring).
+
+    None for feature-vector specs (``channels == 0``), whose items need no transform.
+    """
+    return ImageTransform(spec, train) if spec.channels else None
 
 
 def to_float_tensor(image: np.ndarray | Image.Image) -> torch.Tensor:

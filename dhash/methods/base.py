@@ -81,7 +81,7 @@ class Method(nn.Module):
         """Closed-form fitting on training features (LSH, ITQ)."""
         raise NotImplementedError(f"{self.name} is trained by gradient descent, not fit()")
 
-    def post_train(self, h: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    def post_train(self, h: np.ndarray, labels: np.ndarray, seed: int, progress: bool = False) -> dict[str, float]:
         """Optional step after training on the raw training outputs (SDSH's rotation); returns a report."""
         return {}
 

@@ -27,6 +27,7 @@ _BACKBONES = {
     "resnet50": "torchvision_nets:resnet50",
     "efficientnet-lite0": "efficientnet_lite:efficientnet_lite0",
     "pixels": "pixels:Pixels",
+    "features": "features:Features",
 }
 _PRETRAINED = ("alexnet", "vgg16", "resnet18", "resnet50", "efficientnet-lite0")  # factories taking pretrained=, weights=
 

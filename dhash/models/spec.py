@@ -8,7 +8,8 @@ from dataclasses import dataclass
 class InputSpec:
     """Input size (square, pixels), channel count (1 grey or 3 RGB) and per-channel normalisation.
 
-    Images are first scaled to [0, 1], then normalised as ``(x - mean) / std``.
+    Images are first scaled to [0, 1], then normalised as ``(x - mean) / std``. A spec with
+    ``channels == 0`` stands for feature vectors, not images: no image transform applies.
     """
 
     size: int
