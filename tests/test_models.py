@@ -11,10 +11,20 @@ from dhash.models import HashNetwork, backbone_names, backbone_options, build_ba
 from dhash.models.cbam_cnn import CBAM, ChannelAttention, SpatialAttention
 
 EXPECTED_FEATURES = {"small-cnn": 256, "cbam-cnn": 256, "alexnet": 4096, "vgg16": 4096, "resnet18": 512,
-                     "resnet50": 2048, "efficientnet-lite0": 1280, "pixels": 784}
+                     "resnet50": 2048, "efficientnet-lite0": 1280, "pixels": 784, "features": 64}
+IMAGE_BACKBONES = [n for n in backbone_names() if n != "features"]
 
 
-@pytest.mark.parametrize("name", backbone_names())
+def test_features_backbone_passes_vectors_through():
+    backbone = build_backbone("features", dim=64)
+    x = torch.randn(5, 64, dtype=torch.float64)
+    assert backbone.out_features == 64 and backbone.input_spec.channels == 0
+    assert torch.equal(backbone(x), x.float())
+    with pytest.raises(DHashError, match="needs dim"):
+        build_backbone("features")
+
+
+@pytest.mark.parametrize("name", IMAGE_BACKBONES)
 def test_backbone_output_shape(name):
     torch.manual_seed(0)
     backbone = build_backbone(name).eval()
