@@ -30,6 +30,9 @@ def atomic_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] =
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the output the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, out)

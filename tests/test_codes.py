@@ -102,3 +102,14 @@ def test_never_overwrites_an_input(tmp_path):
     src = write_code_file(tmp_path / "in.h5", CodeFile(np.zeros((1, 1), np.uint8), 8))
     with pytest.raises(DHashError, match="refusing to overwrite an input"):
         write_code_file(src, CodeFile(np.zeros((1, 1), np.uint8), 8), inputs=[src])
+
+
+def test_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = write_code_file(tmp_path / "p.h5", CodeFile(np.zeros((1, 1), np.uint8), 8))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
