@@ -16,8 +16,8 @@ def test_hash_loss_hand_value():
     labels = torch.tensor([[1, 0], [1, 0], [0, 1]], dtype=torch.float64)
     u = [[math.tanh(v) for v in row] for row in h.tolist()]
 
-    def pair(i, j, s):  # exp(−γ s ⟨u_i, u_j⟩ / K), γ = 1
-        return math.exp(-s * (u[i][0] * u[j][0] + u[i][1] * u[j][1]) / 2)
+    def pair(i, j, s):  # exp(−γ s ⟨u_i, u_j⟩ / K), default γ = 3
+        return math.exp(-3 * s * (u[i][0] * u[j][0] + u[i][1] * u[j][1]) / 2)
 
     expected = (pair(0, 1, 1) + (pair(0, 2, -1) + pair(1, 2, -1)) / 2) / 2
     loss, parts = Expo(2, 2).loss(NetOutput(h=h, logits=torch.zeros(3, 2)), labels, HASH_PHASE)
@@ -26,8 +26,8 @@ def test_hash_loss_hand_value():
     loss.backward()
     assert torch.isfinite(h.grad).all()
     # by hand: A_01 = 0.14247, A_02 = −0.49811, A_12 = −0.18605 →
-    # (e^−0.14247 + (e^−0.49811 + e^−0.18605) / 2) / 2 = (0.86721 + (0.60768 + 0.83023) / 2) / 2
-    assert expected == pytest.approx(0.79308, abs=1e-4)
+    # (e^−3·0.14247 + (e^3·−0.49811 + e^3·−0.18605) / 2) / 2 = (0.65223 + (0.22438 + 0.57225) / 2) / 2
+    assert expected == pytest.approx(0.52527, abs=1e-4)
 
 
 def test_pair_term_is_bilinear_in_relaxed_codes():

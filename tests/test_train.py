@@ -186,11 +186,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, args, message):
     assert message in out
 
 
-def test_feature_files_are_refused_clearly(tmp_path):
+def test_feature_files_take_only_the_features_backbone(tmp_path):
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f["features"] = np.zeros((20, 8), np.float32)
         f["labels"] = np.arange(20) % 2
-    assert "not supported yet" in one_line_error("train", "--data", tmp_path / "f.h5", "--method", "dha", "-o", tmp_path / "r")
+    out = one_line_error("train", "--data", tmp_path / "f.h5", "--method", "dha", "--backbone", "small-cnn",
+                         "-o", tmp_path / "r")
+    assert "f.h5: a feature file trains only the heads" in out
 
 
 def test_existing_run_is_not_overwritten(dha_run):

@@ -10,11 +10,12 @@ fine-tuned with the hashing loss.
 dhash's choices (exposed as ``Params``): with ``s_ij = +1`` for pairs sharing a label and ``−1``
 otherwise, and the relaxed agreement ``A_ij = ⟨tanh h_i, tanh h_j⟩ / K`` (``= 1 − 2·hamming/K`` for
 binary codes), the pair loss is the exponential loss ``exp(−γ · s_ij · A_ij)``, averaged over pairs
-i ≠ j with similar and dissimilar pairs weighted equally. Pre-training lasts ``pretrain_epochs``
-epochs (fractions allowed) but at most half of the run, so that a short run still trains the hash
-layer; it uses softmax cross-entropy for single-label batches and per-class binary cross-entropy
-when a batch has rows with other than one label. ``pretrain_epochs=0`` is the no-pre-training
-ablation.
+i ≠ j with similar and dissimilar pairs weighted equally; γ = 3 (γ = 1 gives gradients too weak to
+train a fresh hash layer on pre-trained features: 12-bit Fashion-MNIST mAP 0.39 vs 0.53 after the
+same two epochs). Pre-training lasts ``pretrain_epochs`` epochs (fractions allowed) but at most
+half of the run, so that a short run still trains the hash layer; it uses softmax cross-entropy for
+single-label batches and per-class binary cross-entropy when a batch has rows with other than one
+label. ``pretrain_epochs=0`` (``dhash train --no-pretrain``) is the no-pre-training ablation.
 """
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ class ExpoParams(Params):
         default=1.0,
         metadata={"help": "epochs of classification pre-training before the hash loss (capped at half the run; 0 = no pre-training)"},
     )
-    scale: float = field(default=1.0, metadata={"help": "γ: scale of the agreement inside the exponential (dhash's choice)"})
+    scale: float = field(
+        default=3.0, metadata={"help": "γ: scale of the agreement inside the exponential (dhash's choice, tuned on Fashion-MNIST)"}
+    )
     balance: bool = field(default=True, metadata={"help": "weight similar and dissimilar pairs equally (dhash's choice)"})
 
 

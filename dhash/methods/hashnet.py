@@ -3,10 +3,10 @@
 Cao, Long, Wang & Yu, "HashNet: Deep Learning to Hash by Continuation", ICCV 2017.
 
 Paper's parts:
-- weighted maximum likelihood (WML): p(s_ij | h_i, h_j) = σ(α⟨h_i, h_j⟩)^{s_ij}(1 − σ(α⟨h_i, h_j⟩))^{1−s_ij}
+- weighted maximum likelihood (WML, Eq. 1–4): p(s_ij | h_i, h_j) = σ(α⟨h_i, h_j⟩)^{s_ij}(1 − σ(α⟨h_i, h_j⟩))^{1−s_ij}
   with the adaptive sigmoid bandwidth α, and the loss Σ w_ij (log(1 + e^{α⟨h_i,h_j⟩}) − α s_ij ⟨h_i,h_j⟩);
-- class-balance weights w_ij = |S|/|S₁| for similar and |S|/|S₀| for dissimilar pairs, so that both
-  kinds weigh the same in total;
+- class-balance weights w_ij = |S|/|S₁| for similar and |S|/|S₀| for dissimilar pairs (Eq. 2, binary
+  similarity: c_ij = 1), so that both kinds weigh the same in total;
 - continuation: h = tanh(β_t z) with β_t = β₀(1 + γ t)^{p}, β₀ = 1, γ = 0.005, p = 0.5, raised in stages
   of 200 iterations (the authors' release), so tanh(β z) → sgn(z) as training proceeds;
 - α = 10/K (the authors' release; DHA cites HashNet for "α < 1" and also uses 10/K).

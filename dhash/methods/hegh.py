@@ -99,5 +99,5 @@ class HEGH(Method):
                 weight = normalise_per_kind(weight, s, off_diagonal(len(b), device=b.device).to(b.dtype))
         pairs, reg = batch_pair_loss(b, s, p.margin * self.bits, weight)
         cls = (labels - probs).pow(2).sum(1).mean()
-        parts = {"pair": pairs.item(), "reg": reg.item(), "class": cls.item(), "weight": weight.mean().item()}
+        parts = {"pair": pairs.item(), "reg": reg.item(), "class": cls.item()}
         return pairs + p.lam * reg + p.mu * cls, parts
