@@ -12,6 +12,7 @@ ext = Pybind11Extension(
     "dhash._core",
     sorted(glob("csrc/*.cpp")),
     include_dirs=["csrc"],
+    depends=sorted(glob("csrc/*.hpp") + glob("csrc/*.inc")),
     cxx_std=17,
     extra_compile_args=["-O3", "-fopenmp"],
     extra_link_args=["-fopenmp"],

@@ -70,17 +70,7 @@ DH_TARGET static inline void store_u16(V acc, uint16_t* out) {
 
 DH_TARGET static inline int popcount64(uint64_t x) { return __builtin_popcountll(x); }
 
-template <int W>
-DH_TARGET static size_t filter_w(const uint64_t* codes, size_t n, int words, const uint64_t* q, uint32_t lim,
-                                 uint32_t* pos, uint16_t* dist);
-DH_TARGET static size_t filter1(const uint64_t* codes, size_t n, const uint64_t* q, uint32_t lim, uint32_t* pos,
-                                uint16_t* dist) {
-    return filter_w<1>(codes, n, 1, q, lim, pos, dist);
-}
-DH_TARGET static size_t filter2(const uint64_t* codes, size_t n, const uint64_t* q, uint32_t lim, uint32_t* pos,
-                                uint16_t* dist) {
-    return filter_w<2>(codes, n, 2, q, lim, pos, dist);
-}
+#include "generic_filters.inc"
 
 #include "kernel_impl.inc"
 

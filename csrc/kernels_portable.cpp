@@ -65,17 +65,7 @@ static inline void store_u16(const V& acc, uint16_t* out) {
     for (int l = 0; l < kLanes; ++l) out[l] = uint16_t(acc.v[l]);
 }
 
-template <int W>
-DH_TARGET static size_t filter_w(const uint64_t* codes, size_t n, int words, const uint64_t* q, uint32_t lim,
-                                 uint32_t* pos, uint16_t* dist);
-DH_TARGET static size_t filter1(const uint64_t* codes, size_t n, const uint64_t* q, uint32_t lim, uint32_t* pos,
-                                uint16_t* dist) {
-    return filter_w<1>(codes, n, 1, q, lim, pos, dist);
-}
-DH_TARGET static size_t filter2(const uint64_t* codes, size_t n, const uint64_t* q, uint32_t lim, uint32_t* pos,
-                                uint16_t* dist) {
-    return filter_w<2>(codes, n, 2, q, lim, pos, dist);
-}
+#include "generic_filters.inc"
 
 #include "kernel_impl.inc"
 
