@@ -26,7 +26,8 @@ For equal shapes, KL(Γ(k, θ₁) ‖ Γ(k, θ₂)) = k (r − 1 − ln r) with 
 Hard side (z > 0): ℓ ≈ k e^z, growing exponentially with slope ``a`` in the distance. Easy side
 (z < 0): 0 < ℓ < k/2 and ℓ → 0 like k e^{2z}, a smoothed hinge. The batch loss averages ℓ over
 pairs i ≠ j, similar and dissimilar pairs weighted equally (``balance``); similarity = at least one
-shared label.
+shared label. The default margins and slope did best of the few settings tried on 12-bit
+Fashion-MNIST (m_d ∈ {0.5, 0.6, 0.75}, a ∈ {4, 8}); differences were within run-to-run noise.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ identity; step i (of n) proposes ``R' = R G_i`` with ``G_i`` a rotation by ``±(
 a random 2-plane, and keeps R' only when the exact mAP strictly improves. The authors build G_i as
 ``Uᵀ G U`` (U random orthogonal, G a Givens rotation in coordinates 0, 1); only the first two rows of
 U matter, so dhash rotates in the plane of two random orthonormal vectors ``p, q`` directly:
-``G_i = I + [p q] (G₂ − I) [p q]ᵀ`` — the same distribution of planes, at O(K²) instead of O(K³).
+``G_i = I + [p q] (G₂ − I) [p q]ᵀ`` — the same distribution of planes, without drawing a K × K
+random orthogonal matrix at every step.
 """
 from __future__ import annotations
 
