@@ -134,6 +134,31 @@ def _outputs(net: HashNetwork, source: Source, indices: np.ndarray, device: torc
         return torch.cat([out.h.float().cpu() for _, out in batches]).numpy()
 
 
+def _recalibrate_batchnorm(net: HashNetwork, source: Source, indices: np.ndarray, device: torch.device,
+                           workers: int, max_images: int = 10_000) -> None:
+    """Recompute BatchNorm running statistics of the final weights over (up to) ``max_images`` training images.
+
+    The running averages kept during training lag behind weights that changed fast (short runs,
+    attention gates that rescale features); evaluation would then see shifted features. dhash's
+    choice: one exact pass (cumulative averages), deterministic, before the model is saved.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    dataset = ImageDataset(source, indices[:max_images], build_transform(net.input_spec, train=False))
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    net.train()
+    with torch.no_grad():
+        for x, _, _ in DataLoader(dataset, batch_size=256, num_workers=workers):
+            net(x.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    net.eval()
+
+
 def _float(out: NetOutput) -> NetOutput:
     """Network outputs in float32 (the loss is computed outside autocast)."""
     return NetOutput(*(None if t is None else t.float() for t in (out.h, out.logits, out.features)))
@@ -191,6 +216,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
             # the gradient scaler skips steps whose gradients overflowed; the schedule still advances
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer")
             epochs, steps, seconds = _gradient_training(config, run, source, split, net, method, device, resume, bar)
+        _recalibrate_batchnorm(net, source, split.train, device, config["workers"])
         report = {}
         if type(method).post_train is not Method.post_train:
             h = _outputs(net, source, split.train, device, config["workers"], progress, console, "Outputs for post-training")
