@@ -102,18 +102,19 @@ def test_hashnet_schedule_depends_only_on_step():
 
 
 def numpy_hashnet(z: np.ndarray, labels: np.ndarray, beta: float) -> float:
-    """Σ w_ij (log(1+e^{α⟨h_i,h_j⟩}) − α s_ij⟨h_i,h_j⟩) / |S|, w = |S|/|S₁| or |S|/|S₀|, h = tanh(βz), α = 10/K."""
+    """Σ w_ij (log(1+e^{α⟨h_i,h_j⟩}) − α s_ij⟨h_i,h_j⟩) / Σ w_ij, w = |S|/|S₁| or |S|/|S₀|, h = tanh(βz), α = 10/K."""
     n, k = z.shape
     h, s = np.tanh(beta * z), similarity(labels)
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
     n1 = sum(s[i, j] for i, j in pairs)
     n0 = len(pairs) - n1
-    total = 0.0
+    total = weights = 0.0
     for i, j in pairs:
         dot = (10.0 / k) * h[i] @ h[j]
         w = len(pairs) / n1 if s[i, j] else len(pairs) / n0
         total += w * (np.log1p(np.exp(dot)) - s[i, j] * dot)
-    return total / len(pairs)
+        weights += w
+    return total / weights
 
 
 @pytest.mark.parametrize("step", [0, 600])
@@ -125,7 +126,7 @@ def test_hashnet_matches_numpy_transcription(step):
 
 
 def test_hashnet_balance_gives_both_pair_kinds_equal_total_weight():
-    """With |S|/|S₁| and |S|/|S₀| the loss is mean(similar) + mean(dissimilar), however rare similar pairs are."""
+    """With |S|/|S₁| and |S|/|S₀| the loss is ½(mean(similar) + mean(dissimilar)), however rare similar pairs are."""
     torch.manual_seed(2)
     z, labels = torch.randn(12, 8, dtype=torch.float64), one_hot(list(range(6)) * 2, 6).double()
     loss, _ = HashNet(8, 6).loss(NetOutput(h=z), labels, state())
@@ -134,7 +135,7 @@ def test_hashnet_balance_gives_both_pair_kinds_equal_total_weight():
     s = (labels @ labels.T > 0).double()
     nll = torch.nn.functional.softplus(dot) - s * dot
     off = ~torch.eye(12, dtype=torch.bool)
-    expected = nll[off & (s > 0)].mean() + nll[off & (s == 0)].mean()
+    expected = 0.5 * (nll[off & (s > 0)].mean() + nll[off & (s == 0)].mean())
     torch.testing.assert_close(loss, expected)
 
 

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 
 from .base import Method, NetOutput, Params, TrainState
 from .pairs import label_cosine, label_similarity, off_diagonal
-from .weights import dissimilar_fraction
 
 
 @dataclass
@@ -57,6 +56,12 @@ def focal_pair_loss(x: torch.Tensor, s: torch.Tensor, gamma: float) -> torch.Ten
     ce = F.binary_cross_entropy_with_logits(x, s, reduction="none")
     one_minus_pt = torch.sigmoid(x) * (1 - s) + torch.sigmoid(-x) * s
     return ce * one_minus_pt.pow(gamma)
+
+
+def dissimilar_fraction(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """β = |S₀| / |S| = r/(r+1) over the pairs in ``mask`` (r = #dissimilar / #similar), inside [1/|S|, 1 − 1/|S|]."""
+    n = mask.sum().clamp_min(2)
+    return (((1 - s) * mask).sum() / n).clamp(1 / n, 1 - 1 / n)
 
 
 def quantisation_loss(h: torch.Tensor) -> torch.Tensor:

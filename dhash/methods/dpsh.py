@@ -45,10 +45,10 @@ class DPSH(Method):
     def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         u = out.h
         s = label_similarity(labels)
-        mask = off_diagonal(len(u), device=u.device).to(u.dtype)
-        n_pairs = mask.sum().clamp_min(1)
         theta = 0.5 * (u @ u.T)
-        likelihood = ((F.softplus(theta) - s * theta) * mask).sum()
-        quant = (torch.sign(u).detach() - u).pow(2).sum()
-        total = (likelihood + self.params.eta * quant) / n_pairs
-        return total, {"pair": (likelihood / n_pairs).item(), "quant": (quant / len(u)).item()}
+        mask = off_diagonal(len(u), device=u.device).to(u.dtype)
+        pair = ((F.softplus(theta) - s * theta) * mask).sum() / mask.sum().clamp_min(1)
+        quant = (torch.sign(u).detach() - u).pow(2).sum(1).mean()
+        # (Σ_pairs ℓ + η Σ_i ‖b_i − u_i‖²) / #pairs: each image's η-term against its B − 1 pair terms
+        total = pair + self.params.eta * quant / max(len(u) - 1, 1)
+        return total, {"pair": pair.item(), "quant": quant.item()}

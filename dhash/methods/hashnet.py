@@ -11,7 +11,8 @@ Paper's parts:
   of 200 iterations (the authors' release), so tanh(β z) → sgn(z) as training proceeds;
 - α = 10/K (the authors' release; DHA cites HashNet for "α < 1" and also uses 10/K).
 
-dhash's choices: S, S₁, S₀ are the batch's pairs i ≠ j (the loss is their weighted mean);
+dhash's choices: S, S₁, S₀ are the batch's pairs i ≠ j and the loss is the weighted mean
+Σ w_ij ℓ_ij / Σ w_ij = ½(mean over similar pairs + mean over dissimilar pairs) (``pair_mean``);
 β_t is a function of ``TrainState.step`` only (t = the first step of the current stage), so a
 resumed run reproduces it exactly; codes are sgn(z), which equals sgn(tanh(βz)) for every β.
 """
@@ -24,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, NetOutput, Params, TrainState
-from .pairs import label_similarity, off_diagonal
-from .weights import dissimilar_fraction
+from .pair_terms import pair_mean
+from .pairs import label_similarity
 
 
 @dataclass
@@ -59,10 +60,6 @@ class HashNet(Method):
         beta = self.beta(state.step)
         h = torch.tanh(beta * out.h)
         s = label_similarity(labels)
-        mask = off_diagonal(len(h), device=h.device).to(h.dtype)
-        frac0 = dissimilar_fraction(s, mask)
-        w = s / (1 - frac0) + (1 - s) / frac0  # |S|/|S₁| and |S|/|S₀|
         dot = (self.params.alpha_scale / self.bits) * (h @ h.T)
-        nll = F.softplus(dot) - s * dot
-        total = (w * nll * mask).sum() / mask.sum().clamp_min(1)
+        total = pair_mean(F.softplus(dot) - s * dot, s)  # weights |S|/|S₁|, |S|/|S₀|: both kinds weigh the same
         return total, {"pair": total.item(), "beta": beta}
