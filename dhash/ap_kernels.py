@@ -5,7 +5,7 @@ database counts, per distance d, the items n[d] and the relevant ones r[d] (a co
 histogram); that alone gives every radius metric and, with ``ties="average"``, every tie-aware
 metric in closed form (McSherry & Najork, ECIR 2008; formulas in ``docs/metrics.md``). With
 ``ties="stable"`` the pass also notes, for each relevant item, its place among the items at its
-distance so far; after the pass, start[d] + that place is its exact stable rank.
+distance so far; after the pass, start[d] + that place + 1 is its exact stable rank.
 
 Labels arrive packed as uint64 words (bit c of a row = label c); relevance is "at least one
 shared label", the graded gain the number of shared labels or their cosine.
@@ -21,6 +21,8 @@ _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 _H01 = np.uint64(0x0101010101010101)
+PLACE_SHIFT = 11  # a stable place packs (position within its distance << 11) | distance (<= 1024)
+PLACE_MASK = (1 << PLACE_SHIFT) - 1
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -106,40 +108,79 @@ def _ap_average(n, r, k, total_rel, norm_min, harmonic):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _histogram(dist, q, dblab, upto, graded, cosine, qcount, dbcount, stable,
-               gsum, ideal, rel_d, rel_pos, rel_rank, rel_gain):  # fmt: skip
-    """The pass over the database: items and relevant items per distance (``hist[2d + rel]``), for
-    the items at distance <= ``upto``.
+def _count(dist, q, dblab, nbins):
+    """Items and relevant items per distance, one counter update per item: ``(n, r)``."""
+    hist = np.zeros(2 * nbins, np.int64)  # hist[2d + relevant]
+    for j in range(dist.shape[0]):
+        hist[2 * dist[j] + _relevant(q, dblab, j)] += 1
+    r = hist[1::2].copy()
+    return hist[0::2] + r, r
 
-    Graded: also the gain sum per distance and ``ideal[s, c]``, the items sharing s labels with the
-    query (and having c labels, for the cosine gain). Stable: also, for the i-th relevant item in
-    database order, its distance, its position among the items at that distance, its rank among
-    the relevant ones there and its gain (``rel_*[i]``). Returns ``(hist, relevant items)``.
-    """
-    hist = np.zeros(2 * gsum.shape[0], np.int64)
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _count_places(dist, q, dblab, upto, places):
+    """:func:`_count` that also writes the relevant items' places (see :func:`_histogram`); the
+    slot is written for every item and kept only for relevant ones (no branch)."""
+    n = np.zeros(upto + 1, np.int64)
+    found = 0
+    for j in range(dist.shape[0]):
+        d = dist[j]
+        if d <= upto:
+            p = n[d]
+            n[d] = p + 1
+            places[found] = (p << PLACE_SHIFT) | d
+            found += _relevant(q, dblab, j)
+    r = np.zeros(upto + 1, np.int64)
+    for i in range(found):
+        r[places[i] & PLACE_MASK] += 1
+    return n, r, found
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _count_graded(dist, q, dblab, upto, cosine, qcount, dbcount, stable, gsum, ideal, places, rel_gain):
+    """:func:`_count_places` with graded gains (see :func:`_histogram`)."""
+    n = np.zeros(upto + 1, np.int64)
+    r = np.zeros(upto + 1, np.int64)
     found = 0
     for j in range(dist.shape[0]):
         d = dist[j]
         if d > upto:
             continue
-        if graded:
-            s = _shared(q, dblab, j)
-            rel = s > 0
-            g = s / math.sqrt(qcount * dbcount[j]) if cosine and rel else float(s)
-            gsum[d] += g
-            if rel:
-                ideal[s, dbcount[j] if cosine else 0] += 1
-        else:
-            rel = _relevant(q, dblab, j)
-        hist[2 * d + rel] += 1
-        if stable and rel:
-            rel_d[found] = d
-            rel_pos[found] = hist[2 * d] + hist[2 * d + 1]
-            rel_rank[found] = hist[2 * d + 1]
-            if graded:
-                rel_gain[found] = g
+        s = _shared(q, dblab, j)
+        g = s / math.sqrt(qcount * dbcount[j]) if cosine and s else float(s)
+        gsum[d] += g
+        if s:
+            ideal[s, dbcount[j] if cosine else 0] += 1
+            r[d] += 1
+        if stable and s:
+            places[found] = (n[d] << PLACE_SHIFT) | d
+            rel_gain[found] = g
             found += 1
-    return hist, found
+        n[d] += 1
+    return n, r, found
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _histogram(dist, q, dblab, nbins, upto, graded, cosine, qcount, dbcount, stable, gsum, ideal, places, rel_gain):
+    """The pass over the database: items ``n[d]`` and relevant items ``r[d]`` per distance d
+    (``nbins`` entries; with stable ties or gains, 0 beyond ``upto``: farther items are skipped).
+
+    Graded: also the gain sum per distance and ``ideal[s, c]``, the items sharing s labels with the
+    query (and having c labels, for the cosine gain). Stable: also, for the i-th relevant item in
+    database order, ``places[i] = (p << PLACE_SHIFT) | d`` with p its position among the items at
+    its distance d (0-based), and its gain ``rel_gain[i]``. Returns ``(n, r, relevant items)``.
+    """
+    if not graded and not stable:
+        n, r = _count(dist, q, dblab, nbins)
+        return n, r, 0
+    if graded:
+        n, r, found = _count_graded(dist, q, dblab, upto, cosine, qcount, dbcount, stable, gsum, ideal,
+                                    places, rel_gain)  # fmt: skip
+    else:
+        n, r, found = _count_places(dist, q, dblab, upto, places)
+    n_all, r_all = np.zeros(nbins, np.int64), np.zeros(nbins, np.int64)
+    n_all[: upto + 1], r_all[: upto + 1] = n, r
+    return n_all, r_all, found
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -159,13 +200,13 @@ def _spread(n, totals, k, prefix):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _stable_metrics(n, r, found, rel_d, rel_pos, rel_rank, rel_gain, total_rel, norm_min,
+def _stable_metrics(n, r, found, places, rel_gain, total_rel, norm_min,
                     map_ks, hit_ks, ndcg_ks, discount, ap, hits, dcg):  # fmt: skip
     """Cut-off metrics of the stable ranking from the relevant items' places within their distance.
 
-    The relevant item with rank u among those at distance d, position p among all items there,
-    is the (rstart[d] + u)-th relevant item of the ranking, at position start[d] + p. ``at[i]``,
-    the position of the (i+1)-th, comes out sorted: every cut-off metric is a prefix of it.
+    Taken in database order, the relevant items at distance d are the rstart[d] + 1, + 2, …-th
+    relevant items of the ranking; one at place p there sits at rank start[d] + p + 1. ``at[i]``,
+    the rank of the (i+1)-th, comes out sorted: every cut-off metric is a prefix of it.
     """
     kmax = max(map_ks.max() if map_ks.shape[0] else 0, hit_ks.max() if hit_ks.shape[0] else 0,
                ndcg_ks.max() if ndcg_ks.shape[0] else 0)  # fmt: skip
@@ -182,16 +223,19 @@ def _stable_metrics(n, r, found, rel_d, rel_pos, rel_rank, rel_gain, total_rel, 
     at = np.empty(near, np.int64)
     gain_at = np.empty(near if ndcg_ks.shape[0] else 0)
     for i in range(found):
-        d = rel_d[i]
+        d = places[i] & PLACE_MASK
         if d <= cut:
-            at[rstart[d] + rel_rank[i] - 1] = start[d] + rel_pos[i]
+            at[rstart[d]] = start[d] + (places[i] >> PLACE_SHIFT) + 1
             if ndcg_ks.shape[0]:
-                gain_at[rstart[d] + rel_rank[i] - 1] = rel_gain[i]
-    prec = np.cumsum(np.arange(1, near + 1) / at)  # prec[i]: sum of precision at the first i+1 hits
+                gain_at[rstart[d]] = rel_gain[i]
+            rstart[d] += 1
     for t in range(map_ks.shape[0]):
         h = np.searchsorted(at, map_ks[t], side="right")
+        prec = 0.0  # sum of precision at the first h hits
+        for i in range(h):
+            prec += (i + 1) / at[i]
         norm = min(total_rel, map_ks[t]) if norm_min else h
-        ap[t] = prec[h - 1] / norm if h > 0 else 0.0
+        ap[t] = prec / norm if h > 0 else 0.0
     for t in range(hit_ks.shape[0]):
         hits[t] = np.searchsorted(at, hit_ks[t], side="right")
     for t in range(ndcg_ks.shape[0]):
@@ -229,9 +273,14 @@ def _ideal_dcg(ideal, qcount, cosine, ks, discount):
     return out
 
 
+def place_buffer(n_db: int, stable: bool) -> np.ndarray:
+    """Scratch for :func:`block_metrics`: 32-bit places while they fit (measured faster than 64)."""
+    return np.empty(n_db if stable else 0, np.uint32 if n_db < 2 ** (32 - PLACE_SHIFT) else np.int64)
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def block_metrics(dist, qlab, dblab, qcount, dbcount, average, norm_min, cosine, full,
-                  map_ks, hit_ks, ndcg_ks, harmonic, discount,
+                  map_ks, hit_ks, ndcg_ks, harmonic, discount, places,
                   ap_out, hits_out, ndcg_out, n_out, r_out):  # fmt: skip
     """Fill the per-query outputs for one block of queries (serial; runs without the GIL, so
     callers parallelise over blocks with threads).
@@ -239,7 +288,8 @@ def block_metrics(dist, qlab, dblab, qcount, dbcount, average, norm_min, cosine,
     dist: uint16 nb×N Hamming distances; qlab / dblab: uint64 label words; qcount / dbcount:
     int64 labels per row (used by NDCG). map_ks, hit_ks (ascending), ndcg_ks: int64
     cut-offs, each in 1..N. harmonic[i] = H_i for i <= N (average ties); discount[p] =
-    sum_{i<=p} 1/log2(i+1) up to max(ndcg_ks). Outputs: ap_out nb×len(map_ks) AP@k;
+    sum_{i<=p} 1/log2(i+1) up to max(ndcg_ks). places: scratch of N entries for stable ties
+    (:func:`place_buffer`). Outputs: ap_out nb×len(map_ks) AP@k;
     hits_out nb×len(hit_ks) (expected) relevant items in the top k; ndcg_out nb×len(ndcg_ks);
     n_out / r_out nb×(bits+1) items / relevant items at each distance. ``full=False`` (allowed
     when no metric needs the relevant items beyond the largest cut-off, e.g. mAP@k normalised by
@@ -250,9 +300,6 @@ def block_metrics(dist, qlab, dblab, qcount, dbcount, average, norm_min, cosine,
     nbins = n_out.shape[1]
     graded = ndcg_ks.shape[0] > 0
     stable = not average
-    rel_d = np.empty(N if stable else 0, np.uint16)  # buffers reused by every query of the block
-    rel_pos = np.empty(N if stable else 0, np.int64)
-    rel_rank = np.empty(N if stable else 0, np.int64)
     rel_gain = np.empty(N if stable and graded else 0)
     slots = np.arange(N + 1.0) if average else np.empty(0)  # prefix sums of weight 1 per slot
     kmax = max(map_ks.max() if map_ks.shape[0] else 0, hit_ks.max() if hit_ks.shape[0] else 0,
@@ -273,10 +320,10 @@ def block_metrics(dist, qlab, dblab, qcount, dbcount, average, norm_min, cosine,
         gsum = np.zeros(nbins)
         max_labels = dblab.shape[1] * 64
         ideal = np.zeros((qcount[qi] + 1 if graded else 0, max_labels + 1 if cosine else 1), np.int64)
-        hist, found = _histogram(dist[qi], qlab[qi], dblab, upto, graded, cosine, qcount[qi], dbcount, stable,
-                                 gsum, ideal, rel_d, rel_pos, rel_rank, rel_gain)  # fmt: skip
-        r = hist[1::2].copy()
-        n = counts if limited else hist[0::2] + r
+        n, r, found = _histogram(dist[qi], qlab[qi], dblab, nbins, upto, graded, cosine, qcount[qi], dbcount, stable,
+                                 gsum, ideal, places, rel_gain)  # fmt: skip
+        if limited:
+            n = counts
         n_out[qi], r_out[qi] = n, r
         total_rel = r.sum()
         dcg = np.zeros(ndcg_ks.shape[0])
@@ -288,7 +335,7 @@ def block_metrics(dist, qlab, dblab, qcount, dbcount, average, norm_min, cosine,
             for t in range(ndcg_ks.shape[0]):
                 dcg[t] = _spread(n, gsum, ndcg_ks[t], discount)
         else:
-            _stable_metrics(n, r, found, rel_d, rel_pos, rel_rank, rel_gain, total_rel, norm_min,
+            _stable_metrics(n, r, found, places, rel_gain, total_rel, norm_min,
                             map_ks, hit_ks, ndcg_ks, discount, ap_out[qi], hits_out[qi], dcg)  # fmt: skip
         if graded:
             best = _ideal_dcg(ideal, qcount[qi], cosine, ndcg_ks, discount)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .ap_kernels import block_metrics
+from .ap_kernels import block_metrics, place_buffer
 from .codes import CodeFile, check_bits, check_codes, read_code_file
 from .errors import DHashError
 from .search import hamming_distances
@@ -166,7 +166,7 @@ def _scan(
         )
         block_metrics(
             dist, qlab[start:stop], dblab, qcount[start:stop], dbcount, average, norm_min, cosine, full,
-            map_ks, hit_ks, ndcg_ks, harmonic, discount,
+            map_ks, hit_ks, ndcg_ks, harmonic, discount, place_buffer(n_db, not average),
             block.ap, block.hits, block.ndcg, block.n, block.r,
         )  # fmt: skip
         return block
