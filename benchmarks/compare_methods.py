@@ -97,13 +97,13 @@ def write_reports(out: Path, rows: list[dict]) -> None:
                 if b in by_bits else "—" for b in lengths) + " |")
         lines.append("")
         if len(lengths) > 1:
-            fig, ax = plt.subplots(figsize=(7, 4.5))
+            fig, ax = plt.subplots(figsize=(8, 4.5))
             for m in methods:
                 pts = sorted((int(r["bits"]), float(r["map@all"])) for r in cells if r["method"] == m)
                 ax.plot(*zip(*pts), marker="o", label=m)
             ax.set(xlabel="bits", ylabel="mAP@all", title=f"Fashion-MNIST ({protocol} protocol)", xticks=lengths)
             ax.grid(alpha=0.3)
-            ax.legend(ncol=2, fontsize=8)
+            ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: no point hidden
             fig.tight_layout()
             fig.savefig(out / f"map_vs_bits_{protocol}.png", dpi=120)
             plt.close(fig)
