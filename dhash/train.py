@@ -263,6 +263,9 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
         worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(loader)
+    position = torch.full((len(source),), -1, dtype=torch.int64)  # source index -> position in split.train
+    position[torch.from_numpy(split.train)] = torch.arange(len(split.train))
+    method.begin_training(torch.from_numpy(source.labels[split.train]).float().to(device))
     optimizer = _optimizer(config, net, method)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, steps_per_epoch))
     amp = device.type == "cuda"
@@ -293,11 +296,12 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
             images = 0
             started = time.perf_counter()
             task = bar.add_task(f"Epoch {epoch + 1}/{epochs}", total=steps_per_epoch, loss=float("nan"), ips=0.0)
-            for x, y, _ in loader:
+            for x, y, i in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                items = position[i].to(device)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     out = net(x)
-                loss, parts = method.loss(_float(out), y, TrainState(epoch, epochs, step, steps_per_epoch))
+                loss, parts = method.loss(_float(out), y, TrainState(epoch, epochs, step, steps_per_epoch, items))
                 value = loss.detach().item()
                 if not math.isfinite(value):
                     raise DHashError(

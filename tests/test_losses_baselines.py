@@ -35,42 +35,68 @@ def test_registry_and_paper_defaults():
 
 # --- DPSH -------------------------------------------------------------------------------------------
 
-def numpy_dpsh(u: np.ndarray, labels: np.ndarray, eta: float) -> float:
-    """−Σ_{i≠j}(s Θ − log(1+e^Θ)) + η Σ_i ‖sgn(u_i) − u_i‖², Θ = ½ u_iᵀu_j, divided by the number of pairs."""
-    n = len(u)
+def numpy_dpsh(u: np.ndarray, items: np.ndarray, bank: np.ndarray, labels: np.ndarray, eta: float) -> float:
+    """Σ_i Σ_{j≠i} (log(1+e^Θ) − s Θ) + η Σ_i ‖sgn(u_i) − u_i‖², Θ = ½ u_iᵀU_j over the N bank rows U
+    (the batch rows replaced by u), divided by B·N."""
+    bank = bank.copy()
+    bank[items] = u
     s = similarity(labels)
     total = 0.0
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                theta = 0.5 * u[i] @ u[j]
-                total -= s[i, j] * theta - np.log1p(np.exp(theta))
-    total += eta * sum(((np.sign(u[i]) - u[i]) ** 2).sum() for i in range(n))
-    return total / (n * (n - 1))
+    for i, item in enumerate(items):
+        for j in range(len(bank)):
+            if j != item:
+                theta = 0.5 * u[i] @ bank[j]
+                total += np.log1p(np.exp(theta)) - s[item, j] * theta
+    total += eta * sum(((np.sign(u[i]) - u[i]) ** 2).sum() for i in range(len(u)))
+    return total / (len(u) * len(bank))
 
 
-def test_dpsh_matches_numpy_transcription():
+def dpsh_loss(method: DPSH, u: torch.Tensor, items: list[int]) -> torch.Tensor:
+    st = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1, items=torch.tensor(items))
+    return method.loss(NetOutput(h=u), method.bank_labels[items], st)[0]
+
+
+def test_dpsh_matches_numpy_transcription_with_the_memory_bank():
     rng = np.random.default_rng(0)
-    u, labels = rng.normal(size=(6, 8)), np.eye(3)[[0, 1, 0, 2, 1, 0]]
-    loss, _ = DPSH(8, 3).loss(NetOutput(h=torch.tensor(u)), torch.tensor(labels), state())
-    assert loss.item() == pytest.approx(numpy_dpsh(u, labels, 10.0), rel=1e-6)
+    labels = np.eye(3)[[0, 1, 0, 2, 1, 0, 2, 2]]
+    method = DPSH(8, 3)
+    method.begin_training(torch.tensor(labels))
+    first, second = rng.normal(size=(5, 8)), rng.normal(size=(3, 8))
+    dpsh_loss(method, torch.tensor(first), [0, 1, 2, 3, 4])  # fills rows 0-4; rows 5-7 stay zero
+    bank = np.zeros((8, 8))
+    bank[:5] = first
+    loss = dpsh_loss(method, torch.tensor(second), [4, 7, 1])
+    assert loss.item() == pytest.approx(numpy_dpsh(second, np.array([4, 7, 1]), bank, labels, 10.0), rel=1e-9)
+    bank[[4, 7, 1]] = second
+    assert np.array_equal(method.bank.numpy(), bank)
 
 
 def test_dpsh_hand_value():
-    """Two similar codes u = (1, 1), (1, −1): Θ = 0 → each ordered pair costs log 2; b = u so no η term."""
+    """Two similar codes u = (1, 1), (1, −1): Θ = 0 → each of the 2 pairs costs log 2; b = u, no η term."""
+    method = DPSH(2, 1)
+    method.begin_training(torch.ones(2, 1))
     u = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
-    loss, parts = DPSH(2, 1).loss(NetOutput(h=u), torch.ones(2, 1), state())
-    assert loss.item() == pytest.approx(math.log(2))
-    assert parts["quant"] == 0.0
+    assert dpsh_loss(method, u, [0, 1]).item() == pytest.approx(2 * math.log(2) / 4)
+
+
+def test_dpsh_gradient_flows_to_the_batch_only():
+    method = DPSH(4, 2)
+    method.begin_training(one_hot([0, 1, 0, 1], 2))
+    u = torch.randn(2, 4, requires_grad=True)
+    dpsh_loss(method, u, [2, 3]).backward()
+    assert torch.isfinite(u.grad).all() and u.grad.abs().sum() > 0
+    assert not method.bank.requires_grad
 
 
 def test_dpsh_is_stable_for_huge_inner_products():
+    method = DPSH(2, 2, DPSHParams(eta=0.0))
+    method.begin_training(one_hot([0, 1, 1], 2))
     u = torch.tensor([[1e3, 1e3], [1e3, 1e3], [-1e3, -1e3]], requires_grad=True)
-    labels = one_hot([0, 1, 1], 2)  # (0,1) dissimilar with Θ = +1e6, (1,2) similar with Θ = −1e6
-    loss, _ = DPSH(2, 2, DPSHParams(eta=0.0)).loss(NetOutput(h=u), labels, state())
+    # (0,1) dissimilar with Θ = +1e6, (1,2) similar with Θ = −1e6; (0,2) dissimilar with Θ = −1e6 costs 0
+    loss = dpsh_loss(method, u, [0, 1, 2])
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(u.grad).all()
-    assert loss.item() == pytest.approx(4e6 / 6, rel=1e-4)  # those two pairs, both orders, cost |Θ| each; not inf
+    assert loss.item() == pytest.approx(4e6 / 9, rel=1e-4)  # those two pairs, both orders, cost |Θ| each; not inf
 
 
 # --- HashNet ----------------------------------------------------------------------------------------
@@ -194,6 +220,9 @@ def test_gradients_finite_and_loss_nonnegative(name, scale):
     torch.manual_seed(4)
     raw = (torch.randn(10, 16) * scale).requires_grad_()
     labels = one_hot([0, 1, 2, 3, 4] * 2, 5)
-    loss, _ = get_method(name)(16, 5).loss(NetOutput(h=raw), labels, state(3000))
+    method = get_method(name)(16, 5)
+    method.begin_training(labels)
+    st = TrainState(epoch=0, epochs=1, step=3000, steps_per_epoch=100, items=torch.arange(10))
+    loss, _ = method.loss(NetOutput(h=raw), labels, st)
     loss.backward()
     assert torch.isfinite(loss) and loss.item() >= 0 and torch.isfinite(raw.grad).all()

@@ -36,6 +36,7 @@ class TrainState:
     epochs: int
     step: int  # global optimisation step, 0-based
     steps_per_epoch: int
+    items: torch.Tensor | None = None  # the batch's positions in the training set (0..N−1), int64
 
 
 @dataclass
@@ -72,6 +73,10 @@ class Method(nn.Module):
     def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the scalar loss for a batch (``labels`` multi-hot float, B × C) and its named parts."""
         raise NotImplementedError(f"{self.name} has no gradient loss")
+
+    def begin_training(self, labels: torch.Tensor) -> None:
+        """Called before gradient training with the labels of all N training items (N × C, float, on the
+        training device), for losses that pair each batch with the whole training set (DPSH). Default: nothing."""
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """Map raw outputs (or features) to real values whose sign gives the bits. Default: identity."""
