@@ -121,6 +121,23 @@ def test_resume_after_ctrl_c_gives_the_same_weights(tmp_path, monkeypatch):
     assert [m["loss"] for m in logs[0]] == [m["loss"] for m in logs[1]]
 
 
+def test_each_batch_gets_its_positions_in_the_training_set(tmp_path, monkeypatch):
+    """DPSH's memory bank relies on TrainState.items: the batch's rows of the training labels, every item once."""
+    cls, seen = get_method("dpsh"), []
+    original = cls.loss
+
+    def loss(self, out, labels, state):
+        assert torch.equal(self.bank_labels[state.items], labels)
+        seen.append(state.items.clone())
+        return original(self, out, labels, state)
+
+    monkeypatch.setattr(cls, "loss", loss)
+    dhash("train", *SMALL, "--train-per-class", "20", "--method", "dpsh", "--bits", "8", "--epochs", "1",
+          "--batch-size", "50", "-o", tmp_path / "run")
+    items = torch.cat(seen)
+    assert len(seen) == 4 and sorted(items.tolist()) == list(range(200))  # 200 training images, shuffled
+
+
 def test_config_file_applies_and_options_override_it(tmp_path):
     config = tmp_path / "lsh.toml"
     config.write_text('data = "fashion-mnist"\nmethod = "lsh"\nbits = 24\nlimit = 300\nseed = 3\n'
