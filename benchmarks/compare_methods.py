@@ -22,6 +22,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dhash.methods import get_method
+
 ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "hashnet", "dsh", "itq", "lsh"]
 # dha-t needs graded similarity: on single-label Fashion-MNIST cos(labels) is 0 or 1 and it trains exactly
 # as dha does (same seed, same numbers), so it runs only when asked for with --methods.
@@ -70,8 +72,13 @@ def run_cell(out: Path, protocol: str, method: str, bits: int, extra: tuple[str,
         "protocol": protocol, "method": method, "bits": bits,
         "map@all": f"{metrics['map@all']:.4f}", "map@1000": f"{metrics['map@1000']:.4f}",
         "p@h<=2": f"{metrics['p@h<=2']:.4f}", "train_seconds": f"{seconds:.0f}",
-        "epochs": config.get("epochs", ""),
+        "epochs": config["epochs"] if get_method(method).trainable else 0,  # closed form: no epochs
     }
+
+
+def _cell(row: dict) -> str:
+    epochs = f" ({row['epochs']} ep)" if row["epochs"] != "0" else ""
+    return f"{row['map@all']} / {row['map@1000']} / {row['p@h<=2']} / {row['train_seconds']} s{epochs}"
 
 
 def write_reports(out: Path, rows: list[dict]) -> None:
@@ -86,15 +93,13 @@ def write_reports(out: Path, rows: list[dict]) -> None:
         cells = [r for r in rows if r["protocol"] == protocol]
         lengths = sorted({int(r["bits"]) for r in cells})
         lines += [f"### Fashion-MNIST, protocol `{protocol}`", "",
-                  "mAP@all / mAP@1000 / P@H≤2 / training seconds", "",
+                  "mAP@all / mAP@1000 / P@H≤2 / training time (epochs)", "",
                   "| method | " + " | ".join(f"{b} bits" for b in lengths) + " |",
                   "|---|" + "---|" * len(lengths)]
         methods = [m for m in ALL_METHODS if any(r["method"] == m for r in cells)]
         for m in methods:
             by_bits = {int(r["bits"]): r for r in cells if r["method"] == m}
-            lines.append(f"| {m} | " + " | ".join(
-                f"{by_bits[b]['map@all']} / {by_bits[b]['map@1000']} / {by_bits[b]['p@h<=2']} / {by_bits[b]['train_seconds']}"
-                if b in by_bits else "—" for b in lengths) + " |")
+            lines.append(f"| {m} | " + " | ".join(_cell(by_bits[b]) if b in by_bits else "—" for b in lengths) + " |")
         lines.append("")
         if len(lengths) > 1:
             fig, ax = plt.subplots(figsize=(8, 4.5))

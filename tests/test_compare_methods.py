@@ -25,7 +25,7 @@ def test_cells_reports_and_resume(tmp_path):
         assert 0.0 < float(r["map@all"]) <= 1.0 and 0.0 < float(r["map@1000"]) <= 1.0
         assert float(r["train_seconds"]) > 0
     table = (tmp_path / "results.md").read_text()
-    assert "| lsh |" in table and "| itq |" in table
+    assert "| lsh |" in table and "| itq |" in table and " s |" in table and "ep)" not in table  # no epochs: closed form
 
     second = _run(tmp_path, "8,16")  # the 8-bit cells are done: only the 16-bit ones run
     assert second.returncode == 0, second.stderr[-2000:]
