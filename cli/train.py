@@ -108,6 +108,8 @@ config), split.npz, metrics.jsonl, checkpoint.pt (every epoch) and model.pt.
 @click.option("--weight-decay", type=float, help=f"[default: {DEFAULTS['weight_decay']}, or the method's]")
 @click.option("--lr-decay", type=click.Choice(["cosine", "step", "none"]), help=f"[default: {DEFAULTS['lr_decay']}, or the method's]")
 @click.option("--device", help="auto | cpu | cuda | cuda:N  [default: auto (CUDA when available)]")
+@click.option("--precision", type=click.Choice(["auto", "mixed", "float32"]),
+              help="Mixed precision: float16 on CUDA, bfloat16 on the CPU  [default: auto (CUDA, and CPUs with native bfloat16)]")
 @click.option("--seed", type=int, help=f"Seed of the split, initialisation and shuffling  [default: {DEFAULTS['seed']}]")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where fashion-mnist / mnist / cifar10 are looked for first.")
 @click.option("--workers", type=int, help="Data-loading processes  [default: 0 for in-memory data, more for image files]")

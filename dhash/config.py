@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_gamma": 0.1,  # step decay factor
     "head_lr_mult": 10.0,  # learning-rate multiplier of the heads on a pretrained backbone
     "device": "auto",  # auto | cpu | cuda | cuda:N
+    "precision": "auto",  # auto | mixed | float32 (see resolve_precision)
     "seed": 0,
     "workers": None,
     "threads": None,  # CPU threads (None: all CPUs, or OMP_NUM_THREADS)
@@ -68,7 +69,7 @@ TRAIN_DEFAULT_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "batch_size
                       "lr_decay", "lr_step", "lr_gamma", "head_lr_mult")
 
 # keys that may differ when a run is resumed (where and how fast it runs, not what it computes)
-RUNTIME_KEYS = ("device", "workers", "threads", "data_dir")
+RUNTIME_KEYS = ("device", "precision", "workers", "threads", "data_dir")
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "data": str, "data_dir": str, "method": str, "bits": int, "protocol": str,
@@ -76,13 +77,14 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "backbone_options": dict, "pretrained": bool, "weights": str, "cbam": bool, "no_pretrain": bool,
     "params": dict, "epochs": int, "batch_size": int, "optimizer": str, "lr": (int, float),
     "momentum": (int, float), "weight_decay": (int, float), "lr_decay": str, "lr_step": int,
-    "lr_gamma": (int, float), "head_lr_mult": (int, float), "device": str, "seed": int, "workers": int,
+    "lr_gamma": (int, float), "head_lr_mult": (int, float), "device": str, "precision": str, "seed": int, "workers": int,
     "threads": int,
 }
 _CHOICES = {
     "protocol": ("full", "per-class", "random"),
     "optimizer": ("adam", "sgd"),
     "lr_decay": ("cosine", "step", "none"),
+    "precision": ("auto", "mixed", "float32"),
 }
 _MINIMUM = {"bits": 1, "queries_per_class": 1, "train_per_class": 1, "limit": 2, "epochs": 1,
             "batch_size": 2, "lr_step": 1, "workers": 0, "threads": 1, "seed": 0}
@@ -230,6 +232,28 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise DHashError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of training's forward pass, or None for plain float32.
+
+    ``mixed`` (and ``auto`` on CUDA): float16 on CUDA, with a gradient scaler; bfloat16 on the CPU.
+    ``auto`` on the CPU: bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX; 1.3–1.8×
+    faster for the small networks), else float32. Losses are always computed in float32.
+    """
+    if name == "float32":
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if name == "mixed" or cpu_has_native_bfloat16() else None
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def cpu_count() -> int:

@@ -11,8 +11,10 @@ Training details:
     loaded from ``--weights``) the fresh heads learn ``head_lr_mult`` (10) times faster;
   - learning rate per step: ``cosine`` (half a cosine from ``lr`` to 0 over the run), ``step``
     (× ``lr_gamma`` every ``lr_step`` epochs) or ``none``;
-  - CUDA with automatic mixed precision (float16 autocast for the network, the loss in float32,
-    a gradient scaler); on the CPU, float32 with ``threads`` threads (default: all CPUs);
+  - mixed precision (``precision``, see ``dhash.config.resolve_precision``): float16 autocast with a
+    gradient scaler on CUDA, bfloat16 autocast on CPUs that compute it natively, the loss in float32;
+    on the CPU ``threads`` threads (default: all CPUs); image batches in channels-last layout (faster
+    convolutions on both);
   - every epoch reseeds shuffling, augmentation and dropout from ``(seed, epoch)`` (data-loader
     workers too), so a run is deterministic on the CPU and ``resume`` repeats an uninterrupted run;
   - the last incomplete batch of an epoch is dropped (pair losses need full batches).
@@ -34,7 +36,8 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from . import __version__
-from .config import DEFAULTS, RUNTIME_KEYS, check_settings, resolve, resolve_device, resolve_for_data, set_cpu_threads
+from .config import (DEFAULTS, RUNTIME_KEYS, check_settings, resolve, resolve_device, resolve_for_data, resolve_precision,
+                     set_cpu_threads)
 from .data import ImageDataset, Source, Split, build_transform, load_source, make_split
 from .encode import build_network, data_fingerprint, forward_batches, make_progress
 from .errors import DHashError
@@ -159,6 +162,13 @@ def _recalibrate_batchnorm(net: HashNetwork, source: Source, indices: np.ndarray
     net.eval()
 
 
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device``; image batches (N × C × H × W) in channels-last layout."""
+    if x.dim() == 4:
+        return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return x.to(device, non_blocking=True)
+
+
 def _float(out: NetOutput) -> NetOutput:
     """Network outputs in float32 (the loss is computed outside autocast)."""
     return NetOutput(*(None if t is None else t.float() for t in (out.h, out.logits, out.features)))
@@ -208,7 +218,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
     bits, num_classes = config["bits"], source.num_classes
     _seed_all(config["seed"])
     net = build_network(config["backbone"], config["backbone_options"], bits, method_cls, num_classes,
-                        config["pretrained"], config["weights"]).to(device)
+                        config["pretrained"], config["weights"]).to(device, memory_format=torch.channels_last)
     method = method_cls(bits, num_classes, parse_params(method_cls, config["params"])).to(device)
     if method_cls.trainable:
         with make_progress(progress, console, "loss {task.fields[loss]:.4f}", "{task.fields[ips]:,.0f} img/s") as bar, \
@@ -246,6 +256,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
                   "train": split.train, "query": split.query, "database": split.database},
         "config": config,
         "training": {"epochs": epochs, "steps": steps, "seconds": round(seconds, 3), "device": str(device),
+                     "precision": str(resolve_precision(config["precision"], device) or torch.float32).removeprefix("torch."),
                      "post_train": report},
     })
     return run.model
@@ -268,8 +279,8 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
     method.begin_training(torch.from_numpy(source.labels[split.train]).float().to(device))
     optimizer = _optimizer(config, net, method)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, steps_per_epoch))
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    autocast = resolve_precision(config["precision"], device)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     first, step, seconds = 0, 0, 0.0
     checkpoint = run.load_checkpoint() if resume else None
     if checkpoint is not None:
@@ -297,9 +308,9 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
             started = time.perf_counter()
             task = bar.add_task(f"Epoch {epoch + 1}/{epochs}", total=steps_per_epoch, loss=float("nan"), ips=0.0)
             for x, y, i in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x, y = _to_device(x, device), y.to(device, non_blocking=True)
                 items = position[i].to(device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                     out = net(x)
                 loss, parts = method.loss(_float(out), y, TrainState(epoch, epochs, step, steps_per_epoch, items))
                 value = loss.detach().item()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from dhash.cli.main import main
 from dhash.codes import read_code_file
-from dhash.config import DEFAULTS, resolve
+from dhash.config import DEFAULTS, cpu_has_native_bfloat16, resolve, resolve_precision
 from dhash.errors import DHashError
 from dhash.methods import get_method
 from dhash.metrics import mean_average_precision
@@ -78,6 +78,7 @@ def test_run_folder_and_model_file(dha_run):
     assert record["data"]["spec"] == "fashion-mnist" and record["config"] == config
     assert len(record["split"]["query"]) == 500 and len(record["split"]["train"]) == 3000
     assert record["dhash_version"]
+    assert record["training"]["precision"] == ("bfloat16" if cpu_has_native_bfloat16() else "float32")  # auto
 
 
 def test_params_and_defaults_are_recorded(dha_run):
@@ -136,6 +137,26 @@ def test_each_batch_gets_its_positions_in_the_training_set(tmp_path, monkeypatch
           "--batch-size", "50", "-o", tmp_path / "run")
     items = torch.cat(seen)
     assert len(seen) == 4 and sorted(items.tolist()) == list(range(200))  # 200 training images, shuffled
+
+
+def test_precision_settings():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("float32", cpu) is None and resolve_precision("float32", cuda) is None
+    assert resolve_precision("mixed", cpu) == torch.bfloat16 and resolve_precision("mixed", cuda) == torch.float16
+    assert resolve_precision("auto", cuda) == torch.float16
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if cpu_has_native_bfloat16() else None)
+
+
+@pytest.mark.parametrize("precision, recorded", [("mixed", "bfloat16"), ("float32", "float32")])
+def test_mixed_and_plain_precision_train(tmp_path, precision, recorded):
+    """Both CPU paths run whatever this CPU has; weights stay float32 under autocast."""
+    dhash("train", *SMALL, "--train-per-class", "20", "--method", "dsh", "--bits", "8", "--epochs", "1",
+          "--batch-size", "50", "--precision", precision, "-o", tmp_path / "run")
+    record = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert record["training"]["precision"] == recorded
+    assert all(t.dtype in (torch.float32, torch.int64) for t in record["network"].values())
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(lines[0]["loss"])
 
 
 def test_config_file_applies_and_options_override_it(tmp_path):
