@@ -71,6 +71,29 @@ def test_dpsh_matches_numpy_transcription_with_the_memory_bank():
     assert np.array_equal(method.bank.numpy(), bank)
 
 
+def test_dpsh_gradient_matches_the_plain_pair_terms():
+    """The loss's gradient equals autograd through the B × N pair terms written out directly."""
+    rng = np.random.default_rng(1)
+    labels = torch.tensor(np.eye(4)[rng.integers(0, 4, 30)])
+    method = DPSH(6, 4)
+    method.begin_training(labels)
+    method.bank.copy_(torch.tensor(rng.normal(size=(30, 6))))
+    items = [3, 17, 0, 29, 8]
+    u = torch.tensor(rng.normal(size=(5, 6)), requires_grad=True)
+    dpsh_loss(method, u, items).backward()
+
+    plain = u.detach().clone().requires_grad_(True)
+    bank = method.bank.clone()  # already holds the batch rows (detached), as in the loss
+    theta = 0.5 * plain @ bank.T
+    s = (labels[items] @ labels.T > 0).double()
+    keep = torch.ones_like(theta, dtype=torch.bool)
+    keep[torch.arange(5), items] = False
+    pairs = ((torch.nn.functional.softplus(theta) - s * theta) * keep).sum()
+    quant = 10.0 * (torch.sign(plain).detach() - plain).pow(2).sum()
+    ((pairs + quant) / theta.numel()).backward()
+    assert torch.allclose(u.grad, plain.grad, rtol=1e-10, atol=1e-14)
+
+
 def test_dpsh_hand_value():
     """Two similar codes u = (1, 1), (1, −1): Θ = 0 → each of the 2 pairs costs log 2; b = u, no η term."""
     method = DPSH(2, 1)

@@ -54,11 +54,16 @@ class DPSH(Method):
             raise RuntimeError("DPSH pairs each batch with the training set: call begin_training and pass items")
         u, items = out.h, state.items
         self.bank[items] = u.detach().to(self.bank.dtype)
-        s = label_similarity(labels, self.bank_labels)
-        theta = 0.5 * (u @ self.bank.T.to(u.dtype))
-        terms = F.softplus(theta) - s * theta
-        rows = torch.arange(len(u), device=u.device)
-        pairs = (terms.sum() - terms[rows, items].sum()) / terms.numel()  # without the pairs i = i
-        quant = (torch.sign(u).detach() - u).pow(2).sum() / terms.numel()
+        bank = self.bank.to(u.dtype)
+        s = label_similarity(labels, self.bank_labels).to(u.dtype)
+        half = 0.5 * u
+        theta = half @ bank.T
+        # Σ_j softplus(Θ_ij) − s_ij Θ_ij, with Σ_j s_ij Θ_ij = ½ u_i · (s @ bank)_i as one product (no B × N
+        # temporaries in the backward pass), less the pairs i = i (Θ_ii = ½ u_i · bank_i, bank_i = u_i detached)
+        own = (half * bank[items]).sum(1)
+        s_own = s[torch.arange(len(u), device=u.device), items]
+        pairs = (F.softplus(theta).sum() - (half * (s @ bank)).sum()
+                 - (F.softplus(own) - s_own * own).sum()) / theta.numel()
+        quant = (torch.sign(u).detach() - u).pow(2).sum() / theta.numel()
         total = pairs + self.params.eta * quant  # (Σ_i Σ_j ℓ_ij + η Σ_i ‖b_i − u_i‖²) / (B·N)
         return total, {"pair": pairs.item(), "quant": quant.item() * len(self.bank)}  # quant: per image
