@@ -44,6 +44,7 @@ def test_registry_lists_every_contract_name():
 
 @pytest.mark.parametrize("name,options,channels,size", [
     ("small-cnn", {"in_channels": 3, "size": 32}, 3, 32),
+    ("small-cnn", {"in_channels": 1, "size": 28, "width": 48}, 1, 28),
     ("cbam-cnn", {"in_channels": 3, "size": 32}, 3, 32),
     ("pixels", {"in_channels": 3, "size": 32}, 3, 32),
 ])
@@ -51,6 +52,11 @@ def test_small_networks_take_rgb_32px(name, options, channels, size):
     backbone = build_backbone(name, **options)
     assert (backbone.input_spec.size, backbone.input_spec.channels) == (size, channels)
     assert backbone(torch.randn(2, channels, size, size)).shape == (2, backbone.out_features)
+
+
+def test_small_cnn_width_sets_the_channels():
+    widths = [m.out_channels for m in build_backbone("small-cnn", width=48).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [48, 96, 192]
 
 
 def test_default_small_spec_is_fashion_mnist():

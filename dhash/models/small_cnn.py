@@ -1,7 +1,8 @@
 """A small CNN for 28–32 px images that trains in minutes on a CPU (dhash's default for Fashion-MNIST).
 
-Three conv-BN-ReLU blocks (32, 64, 128 channels), each followed by 2×2 max pooling, then a fully
-connected layer to ``features`` (256) outputs with ReLU and dropout.
+Three conv-BN-ReLU blocks (``width``, 2·``width``, 4·``width`` channels; 32, 64, 128 by default), each
+followed by 2×2 max pooling, then a fully connected layer to ``features`` (256) outputs with ReLU and
+dropout.
 """
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ from .normalisation import small_image_spec
 
 
 class SmallCNN(nn.Module):
-    """conv(32)-pool-conv(64)-pool-conv(128)-pool → FC(``features``)."""
+    """conv(w)-pool-conv(2w)-pool-conv(4w)-pool → FC(``features``), w = ``width``."""
 
-    def __init__(self, in_channels: int = 1, size: int = 28, features: int = 256, dropout: float = 0.2) -> None:
+    def __init__(self, in_channels: int = 1, size: int = 28, features: int = 256, dropout: float = 0.2,
+                 width: int = 32) -> None:
         super().__init__()
         self.input_spec = small_image_spec(size, in_channels)
         self.out_features = features
         self.conv = nn.Sequential(
-            conv_bn_relu(in_channels, 32), nn.MaxPool2d(2),
-            conv_bn_relu(32, 64), nn.MaxPool2d(2),
-            conv_bn_relu(64, 128), nn.MaxPool2d(2),
+            conv_bn_relu(in_channels, width), nn.MaxPool2d(2),
+            conv_bn_relu(width, 2 * width), nn.MaxPool2d(2),
+            conv_bn_relu(2 * width, 4 * width), nn.MaxPool2d(2),
         )
         side = size // 8
         self.fc = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(128 * side * side, features),
+            nn.Linear(4 * width * side * side, features),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
         )
