@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "cbam": None,  # False: cbam-cnn without its CBAM modules (--no-cbam)
     "no_pretrain": False,  # expo: no classification pre-training (pretrain_epochs = 0)
     "params": {},  # method hyper-parameters
-    "epochs": 5,
+    "epochs": 28,  # Fashion-MNIST, small-cnn: ≈ 9 minutes on 2 cores with bfloat16, the comparison's budget
     "batch_size": 128,
     "optimizer": "adam",  # adam | sgd
     "lr": 1e-3,
