@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 OUT=${OUT:-examples/out}
 METHOD=${METHOD:-dha}
 BITS=${BITS:-32}
-EPOCHS=${EPOCHS:-3}
+EPOCHS=${EPOCHS:-5}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/6 train $METHOD, $BITS bits, $EPOCHS epochs (Fashion-MNIST, protocol full)"
