@@ -7,6 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from dhash.codes import pack_codes
+from dhash.config import read_config_file, resolve
 from dhash.methods import NetOutput, TrainState, get_method
 from dhash.methods.rotation import plane_rotation, random_plane, search_rotation
 from dhash.methods.sdsh import SDSH, SDSHParams, spring_loss
@@ -123,7 +124,12 @@ def test_post_train_stores_rotation_buffer():
     assert SDSH(8, 3, SDSHParams(rotation_steps=0)).post_train(h, labels, seed=0)["rotation_accepted"] == 0
 
 
-def test_registry_and_defaults():
+def test_registry_and_defaults(tmp_path):
     assert get_method("sdsh") is SDSH
-    assert SDSH.train_defaults["optimizer"] == "sgd" and SDSH.train_defaults["lr"] == 0.07
+    config = resolve({"data": "fashion-mnist", "method": "sdsh"})
+    assert (config["optimizer"], config["lr"], config["lr_decay"], config["epochs"]) == ("adam", 1e-3, "cosine", 25)
+    authors = tmp_path / "sdsh-sgd.toml"  # the docstring's recipe for the authors' SGD
+    authors.write_text('optimizer = "sgd"\nlr = 0.07\nmomentum = 0.0\nlr_decay = "step"\nlr_gamma = 0.6667\n')
+    config = resolve({"data": "fashion-mnist", "method": "sdsh"}, read_config_file(authors)[0])
+    assert (config["optimizer"], config["lr"], config["momentum"], config["lr_decay"]) == ("sgd", 0.07, 0.0, "step")
     assert torch.equal(SDSH(6, 2).rotation, torch.eye(6))

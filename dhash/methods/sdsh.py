@@ -7,17 +7,20 @@ binarisation term; the spring loss over all in-batch triplets (q, p, n), p simil
 allowed) and n dissimilar: ``Δ = ‖q − p‖² − ‖q − n‖² ∈ [−4, 4]``,
 ``E = (2√2 − √(4 − Δ))²``, averaged over the valid triplets (E = 0 only when p = q and n = −q);
 after training, the rotation ``R = argmax mAP(R)`` found by greedy random search on training
-outputs (``dhash.methods.rotation``); codes ``b = sgn(h R)``, exact zeros → bit 0. Training as the
-authors: plain SGD, lr 0.07 decayed by 2/3 every few epochs, batches of 100–150.
+outputs (``dhash.methods.rotation``); codes ``b = sgn(h R)``, exact zeros → bit 0. The authors
+train with plain SGD, lr 0.07 decayed by 2/3 every few epochs, batches of 100–150.
 
-dhash's choices: the triplets are evaluated as one B × B × B tensor (fine for B ≤ ~256); the decay
-interval (the trainer's ``lr_step``: a third of the run unless set); no weight decay (the authors
-decay only pretrained layers); the random 2-plane construction of ``rotation.py``.
+dhash's choices: the triplets are evaluated as one B × B × B tensor (fine for B ≤ ~256); the
+trainer's Adam (lr 10⁻³, cosine decay, batches of 128) instead of the authors' SGD — on Fashion-MNIST
+at 32 bits, 25 epochs, it reaches mAP 0.903 against the SGD's 0.852 (a ``--config`` file with
+``optimizer = "sgd"``, ``lr = 0.07``, ``momentum = 0.0``, ``lr_decay = "step"``, ``lr_gamma = 0.6667``
+restores the authors'); the random 2-plane construction of ``rotation.py``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -54,9 +57,8 @@ class SDSH(Method):
     name = "sdsh"
     paper = "Pidhorskyi et al., Deep Supervised Hashing with Spherical Embedding, ACCV 2018"
     params_cls = SDSHParams
-    # the authors' optimiser; 25 epochs (dhash's choice) leave room for the rotation search in 10 minutes
-    train_defaults = {"optimizer": "sgd", "lr": 0.07, "momentum": 0.0, "batch_size": 128, "lr_decay": "step", "lr_gamma": 2 / 3,
-                      "epochs": 25}
+    # 25 epochs (dhash's choice) leave room for the rotation search in 10 minutes
+    train_defaults: ClassVar[dict] = {"epochs": 25}
 
     def __init__(self, bits: int, num_classes: int, params: Params | None = None) -> None:
         super().__init__(bits, num_classes, params)
