@@ -10,10 +10,11 @@ bash .ci/install
 export PATH="$PWD/.venv/bin:$PATH"
 OUT=${OUT:-examples/out-own}
 
-# per-class protocol: queries and training images drawn per class, database = all but the queries
+# per-class protocol: queries and training images drawn per class, database = all but the queries;
+# batches of 32, so that a few hundred training images still give several steps per epoch
 dhash train --data "$DATA" --method dha --bits "$BITS" --backbone efficientnet-lite0 --pretrained \
   --protocol per-class --queries-per-class "${QUERIES_PER_CLASS:-10}" --train-per-class "${TRAIN_PER_CLASS:-50}" \
-  --epochs "${EPOCHS:-10}" -o "$OUT/run"
+  --epochs "${EPOCHS:-10}" --batch-size "${BATCH_SIZE:-32}" -o "$OUT/run"
 dhash encode "$DATA" --model "$OUT/run/model.pt" --split database -o "$OUT/database.h5"
 dhash encode "$DATA" --model "$OUT/run/model.pt" --split query -o "$OUT/queries.h5"
 dhash index "$OUT/database.h5" -o "$OUT/database.index.h5"
