@@ -43,7 +43,8 @@ class DPSH(Method):
     # batch 128, lr ×0.1 every 50 epochs. Not dhash's defaults: on the small CNN they learn slower than
     # dhash's Adam (1 epoch on 3,000 Fashion-MNIST images, pairs within the batch: mAP 0.25 vs 0.33); use
     # --config to apply them. (With the bank, on the per-class protocol, 12 epochs, they did better: 0.542 vs
-    # Adam's 0.244, which stays on a plateau near u = 0; on the full protocol worse: 0.698 vs 0.826.)
+    # Adam's 0.244, which stays on a plateau near u = 0, and 0.781 over 150 epochs without the decay; on the
+    # full protocol, 12 epochs, worse: 0.698 vs 0.826.)
     # 12 epochs (dhash's choice): pairing with the 60,000-row bank doubles the step time, so this fits the
     # 10-minute budget of 28 plain small-cnn epochs on 2 cores
     train_defaults: ClassVar[dict] = {"epochs": 12}
