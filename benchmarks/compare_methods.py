@@ -3,7 +3,7 @@
 Each cell runs ``dhash train`` then ``dhash evaluate --model … --json`` (the commands a user runs) and
 appends a row to ``OUT/results.csv``; finished cells are skipped, so an interrupted run resumes.
 Writes ``results.md`` (mAP@all, mAP@1000, P@H<=2 and training time per method and length) and
-``map_vs_bits.png``.
+``map_vs_bits_PROTOCOL.png`` (mAP@all against code length, one line per method).
 
     python benchmarks/compare_methods.py                       # full protocol, 12/24/32/48 bits
     python benchmarks/compare_methods.py --protocol per-class --bits 32
