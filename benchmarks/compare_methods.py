@@ -56,14 +56,24 @@ def _save(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def _logged_seconds(metrics: Path) -> float:
+    """Training seconds of the epochs an interrupted run logged before its checkpoint."""
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    return sum(r["seconds"] for r in records if "epoch" in r)
+
+
 def run_cell(out: Path, protocol: str, method: str, bits: int, extra: tuple[str, ...]) -> dict:
     """Train one model and evaluate it; return its result row."""
     run = out / "runs" / f"{protocol}-{method}-{bits}"
     timing = run / "train_wall_seconds.txt"  # written after training: a trained cell is not retrained
     if not timing.exists():
         start = time.perf_counter()
-        _dhash("train", "--data", "fashion-mnist", "--method", method, "--bits", str(bits),
-               "--protocol", protocol, "-o", str(run), *extra)
+        if (run / "checkpoint.pt").exists():  # interrupted mid-training: continue it, count its earlier epochs
+            start -= _logged_seconds(run / "metrics.jsonl")
+            _dhash("train", "-o", str(run), "--resume")
+        else:
+            _dhash("train", "--data", "fashion-mnist", "--method", method, "--bits", str(bits),
+                   "--protocol", protocol, "-o", str(run), *extra)
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     seconds = float(timing.read_text())
     metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--json"))
