@@ -1,4 +1,4 @@
-"""Builds the compiled Hamming search core (``dhash._core``) from ``csrc/``.
+"""Builds the compiled Hamming search core (``dhash.search._core``) from ``csrc/``.
 
 No ``-march=native``: the AVX2 and AVX-512 kernels are compiled with per-function target
 attributes and chosen at run time, so a wheel built here runs on any x86-64 CPU.
@@ -9,7 +9,7 @@ from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
 ext = Pybind11Extension(
-    "dhash._core",
+    "dhash.search._core",
     sorted(glob("csrc/*.cpp")),
     include_dirs=["csrc"],
     depends=sorted(glob("csrc/*.hpp") + glob("csrc/*.inc")),

@@ -18,8 +18,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dhash.codes import codes_to_signs, pack_codes
-from dhash.metrics import mean_average_precision
+from dhash.search.codes import codes_to_signs, pack_codes
+from dhash.evaluate.metrics import mean_average_precision
 
 CASES = [  # (queries, database, bits, top_k) — top_k None means mAP@all
     (5_000, 200_000, 64, 5_000),

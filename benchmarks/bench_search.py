@@ -30,8 +30,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dhash import _core
-from dhash.search import LinearIndex, MIHIndex, selected_kernel
+from dhash.search import _core
+from dhash.search.index import LinearIndex, MIHIndex, selected_kernel
 
 METHODS = ("dhash-linear", "dhash-mih", "faiss-flat", "faiss-mih", "numpy")
 RESULTS = Path(__file__).parent / "results"

@@ -22,7 +22,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dhash.methods import get_method
+from dhash.learn.methods import get_method
 
 ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "hashnet", "dsh", "itq", "lsh"]
 # dha-t needs graded similarity: on single-label Fashion-MNIST cos(labels) is 0 or 1 and it trains exactly

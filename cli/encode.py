@@ -38,10 +38,10 @@ the data the model was trained on; --split all (the default) encodes every item 
 def encode(source: str, model_path: str, output: Path, split: str, batch_size: int, device: str,
            data_dir: str | None, workers: int | None, threads: int | None, strict: bool) -> None:
     """Encode images (anything --data accepts) into an HDF5 code file with a trained model."""
-    from dhash.codes import write_code_file
-    from dhash.config import default_workers
-    from dhash.data import load_source
-    from dhash.encode import load_model
+    from dhash.search.codes import write_code_file
+    from dhash.learn.config import default_workers
+    from dhash.learn.data import load_source
+    from dhash.learn.encode import load_model
 
     console = Console(stderr=True)
     encoder = load_model(model_path, device)

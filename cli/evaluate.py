@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from dhash.metrics import GAINS, NORMALIZERS, TIES
+from dhash.evaluate.metrics import GAINS, NORMALIZERS, TIES
 
 EPILOG = """
 \b
@@ -78,13 +78,13 @@ def _entry(spec: str) -> tuple[str, tuple[str, ...] | Path]:
 def _metrics(source: tuple[str, ...] | Path, data: str | None, device: str, options: dict[str, Any],
              progress: bool) -> dict[str, Any]:  # fmt: skip
     from dhash.errors import DHashError
-    from dhash.metrics import evaluate_codes
+    from dhash.evaluate.metrics import evaluate_codes
 
     if isinstance(source, tuple):
         return evaluate_codes(*source, progress=progress, **options)
     if not source.exists():
         raise DHashError(f"{source}: no such model file (give a run folder or its model.pt)")
-    from dhash.encode import encode_run_splits
+    from dhash.learn.encode import encode_run_splits
 
     queries, database = encode_run_splits(source, data=data, device=device, progress=progress)
     return evaluate_codes(queries, database, progress=progress, **options)
@@ -198,7 +198,7 @@ def evaluate(queries: str | None, database: str | None, model: str | None, data:
 
     curves = {name: res.pop("curves") for name, res in results.items() if "curves" in res}
     if curves_dir is not None:
-        from dhash.curves import write_curves
+        from dhash.evaluate.curves import write_curves
 
         first = next(iter(results.values()))
         written = write_curves(curves, curves_dir, subtitle=f"ties={first['ties']}")

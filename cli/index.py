@@ -28,7 +28,7 @@ queries where hashing would be slower (e.g. uniform random codes).
               help="MIH substrings; implies mih under --kind auto  [default: about bits / (log2 N - 4)]")
 def index(codes: Path, output: Path, kind: str, substrings: int | None) -> None:
     """Index the binary codes of CODES (an HDF5 code file) for `dhash query`."""
-    from dhash.index_file import index_code_file
+    from dhash.search.index_file import index_code_file
 
     if substrings is not None and kind == "linear":
         raise click.UsageError("--substrings applies to --kind mih (or auto), not linear")

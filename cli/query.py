@@ -10,8 +10,8 @@ import click
 import numpy as np
 from rich.console import Console
 
-from dhash.codes import CodeFile
-from dhash.index_file import IndexFile, load_index
+from dhash.search.codes import CodeFile
+from dhash.search.index_file import IndexFile, load_index
 
 EPILOG = """
 \b
@@ -32,14 +32,14 @@ Ties are ordered by index. With -k larger than the database the extra ranks are 
 def _load_queries(codes: Path | None, images: tuple[str, ...], model: Path | None, device: str,
                   bits: int, index_path: Path) -> tuple[CodeFile, list[str]]:
     """The query codes (with ids, labels and provenance when they come from a code file) and the inputs."""
-    from dhash.codes import read_code_file
+    from dhash.search.codes import read_code_file
     from dhash.errors import DHashError
 
     if codes is not None:
         q = read_code_file(codes)
         q_codes, q_bits, inputs = q.codes, q.bits, [str(codes)]
     else:
-        from dhash.encode import encode_image_files
+        from dhash.learn.encode import encode_image_files
 
         q_codes, q_bits = encode_image_files(model, list(images), device)
         inputs = [str(model), *images]
@@ -53,7 +53,7 @@ def _draw_grid(path: Path, q: CodeFile, from_files: bool, loaded: IndexFile, idx
                data_dir: str | None) -> None:
     """The retrieval picture: each query and its results, framed by relevance (shared label)."""
     from dhash.errors import DHashError
-    from dhash.gallery import images_by_id, retrieval_grid
+    from dhash.evaluate.gallery import images_by_id, retrieval_grid
 
     if q.ids is None or loaded.ids is None:
         raise DHashError("--grid needs ids in the query code file and in the index (as `dhash encode` writes)")

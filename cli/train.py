@@ -11,11 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dhash.config import DEFAULTS, check_settings, read_config_file
-from dhash.data import PROTOCOLS
+from dhash.learn.config import DEFAULTS, check_settings, read_config_file
+from dhash.learn.data import PROTOCOLS
 from dhash.errors import DHashError
-from dhash.methods import describe_params, get_method, method_names
-from dhash.models import backbone_names
+from dhash.learn.methods import describe_params, get_method, method_names
+from dhash.learn.models import backbone_names
 
 
 @contextmanager
@@ -122,8 +122,8 @@ config), split.npz, metrics.jsonl, checkpoint.pt (every epoch) and model.pt.
 def train(ctx: click.Context, output: Path | None, params: tuple[str, ...], config_file: str | None, resume: bool,
           **options: Any) -> None:
     """Train a hashing network on labelled images and save it in a run folder."""
-    from dhash.run import Run
-    from dhash.train import TrainingInterrupted, effective_config, train as run_training
+    from dhash.learn.run import Run
+    from dhash.learn.train import TrainingInterrupted, effective_config, train as run_training
 
     console = Console(stderr=True)
     file, file_output = read_config_file(config_file) if config_file else ({}, None)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from dhash.codes import pack_codes
+from dhash.search.codes import pack_codes
 from dhash.errors import DHashError
-from dhash.methods import get_method
-from dhash.methods.classic import ITQ, LSH, ITQParams, LSHParams, itq_rotation, pca
+from dhash.learn.methods import get_method
+from dhash.learn.methods.classic import ITQ, LSH, ITQParams, LSHParams, itq_rotation, pca
 
 
 def structured(n=3000, dim=96, classes=10, latent=8, seed=0):
@@ -83,7 +83,7 @@ def test_itq_pca_matches_sklearn():
 
 
 def test_itq_beats_lsh_on_structured_data():
-    from dhash.metrics import mean_average_precision
+    from dhash.evaluate.metrics import mean_average_precision
 
     x, labels = structured()
     q, db = slice(0, 500), slice(500, None)

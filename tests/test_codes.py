@@ -5,7 +5,7 @@ import pytest
 
 from dhash import CodeFile, DHashError, pack_codes, read_code_file, unpack_codes, write_code_file
 from dhash.atomic import atomic_path
-from dhash.codes import code_file_info, codes_to_signs, iter_code_blocks
+from dhash.search.codes import code_file_info, codes_to_signs, iter_code_blocks
 
 
 @pytest.mark.parametrize("bits", [1, 7, 8, 12, 36, 64, 100, 1024])

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dhash.data import ImageDataset, download, idx, load_source
+from dhash.learn.data import ImageDataset, download, idx, load_source
 from dhash.errors import DHashError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -231,7 +231,7 @@ def test_cifar_download_unpacks_archive(tmp_path, monkeypatch):
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(tmp_path / "made" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     archive = buf.getvalue()
-    from dhash.data import cifar
+    from dhash.learn.data import cifar
 
     monkeypatch.setattr(cifar, "REMOTE", download.Remote(
         cifar.REMOTE.mirrors, {"cifar-10-python.tar.gz": hashlib.md5(archive).hexdigest()}, cifar.FOLDER))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dhash.data import Source, Split, make_split
-from dhash.data.source import one_hot
+from dhash.learn.data import Source, Split, make_split
+from dhash.learn.data.source import one_hot
 from dhash.errors import DHashError
 
 

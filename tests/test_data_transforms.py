@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dhash.data import build_transform
-from dhash.models.spec import InputSpec
+from dhash.learn.data import build_transform
+from dhash.learn.models.spec import InputSpec
 
 GREY28 = InputSpec(size=28, channels=1, mean=(0.286,), std=(0.353,))
 RGB32 = InputSpec(size=32, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dhash.cli.main import main
-from dhash.codes import pack_codes, read_code_file
-from dhash.data import load_source
-from dhash.encode import encode_image_files, encode_run_splits, load_model
+from dhash.search.codes import pack_codes, read_code_file
+from dhash.learn.data import load_source
+from dhash.learn.encode import encode_image_files, encode_run_splits, load_model
 
 
 def dhash(*args, code: int = 0) -> str:

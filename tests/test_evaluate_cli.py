@@ -11,7 +11,7 @@ from PIL import Image
 
 from dhash import CodeFile, pack_codes, write_code_file
 from dhash.cli.main import main
-from dhash.metrics import evaluate_codes
+from dhash.evaluate.metrics import evaluate_codes
 
 
 def dhash(*args, code: int = 0) -> str:
@@ -116,7 +116,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_model_encodes_the_run_splits(run, files):
-    from dhash.encode import encode_run_splits
+    from dhash.learn.encode import encode_run_splits
 
     got = dhash_json("evaluate", "--model", run / "model.pt", "--device", "cpu")
     expected = evaluate_codes(*encode_run_splits(run / "model.pt", device="cpu"))

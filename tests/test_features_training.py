@@ -4,9 +4,9 @@ import numpy as np
 from click.testing import CliRunner
 
 from dhash.cli.main import main
-from dhash.codes import read_code_file
-from dhash.data import load_source
-from dhash.metrics import mean_average_precision
+from dhash.search.codes import read_code_file
+from dhash.learn.data import load_source
+from dhash.evaluate.metrics import mean_average_precision
 
 
 def test_train_and_encode_a_feature_file(tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-from dhash.gallery import GREEN, QUERY, RED, retrieval_grid
+from dhash.evaluate.gallery import GREEN, QUERY, RED, retrieval_grid
 
 
 def test_grid_frames_relevant_green_and_irrelevant_red(tmp_path):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import dhash.encode
+import dhash.learn.encode
 from dhash.cli.main import main
-from dhash.codes import CodeFile, write_code_file
+from dhash.search.codes import CodeFile, write_code_file
 from test_search import random_codes, ref_knn, ref_range
 
 
@@ -83,11 +83,11 @@ def test_query_images_through_the_encoder(files, monkeypatch):
     tmp, db, q = files
     image = tmp / "cat.png"
     image.write_bytes(b"")
-    monkeypatch.setattr(dhash.encode, "encode_image_files", lambda model, paths, device: (db[[5] * len(paths)], 24))
+    monkeypatch.setattr(dhash.learn.encode, "encode_image_files", lambda model, paths, device: (db[[5] * len(paths)], 24))
     result = run("query", tmp / "db.index.h5", "--image", image, "--image", image, "--model", tmp / "m.pt", "-k", "1",
                  "--format", "json")
     assert [(h["query"], h["index"], h["distance"]) for h in json.loads(result.output)] == [(0, 5, 0), (1, 5, 0)]
-    monkeypatch.setattr(dhash.encode, "encode_image_files", lambda model, paths, device: (db[:1], 48))
+    monkeypatch.setattr(dhash.learn.encode, "encode_image_files", lambda model, paths, device: (db[:1], 48))
     result = run("query", tmp / "db.index.h5", "--image", image, "--model", tmp / "m.pt", "-k", "1")
     assert result.exit_code == 1 and "gives 48-bit codes" in result.output
 

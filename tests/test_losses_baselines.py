@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dhash.methods import NetOutput, TrainState, get_method
-from dhash.methods.dpsh import DPSH, DPSHParams
-from dhash.methods.dsh import DSH, DSHParams
-from dhash.methods.hashnet import HashNet, HashNetParams
+from dhash.learn.methods import NetOutput, TrainState, get_method
+from dhash.learn.methods.dpsh import DPSH, DPSHParams
+from dhash.learn.methods.dsh import DSH, DSHParams
+from dhash.learn.methods.hashnet import HashNet, HashNetParams
 
 
 def state(step: int = 0) -> TrainState:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
-from dhash.methods import NetOutput, TrainState, get_method
-from dhash.methods.dha import DHA, DHAT, DHAParams, focal_pair_loss
+from dhash.learn.methods import NetOutput, TrainState, get_method
+from dhash.learn.methods.dha import DHA, DHAT, DHAParams, focal_pair_loss
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from dhash.methods import NetOutput, TrainState, get_method, parse_params
-from dhash.methods.dual_hinge import DualHinge, DualHingeParams, dual_hinge
+from dhash.learn.methods import NetOutput, TrainState, get_method, parse_params
+from dhash.learn.methods.dual_hinge import DualHinge, DualHingeParams, dual_hinge
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
 

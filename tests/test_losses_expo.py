@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dhash.methods import NetOutput, TrainState, get_method, parse_params
-from dhash.methods.expo import Expo, ExpoParams
+from dhash.learn.methods import NetOutput, TrainState, get_method, parse_params
+from dhash.learn.methods.expo import Expo, ExpoParams
 
 HASH_PHASE = TrainState(epoch=5, epochs=6, step=50, steps_per_epoch=10)
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from dhash.errors import DHashError
-from dhash.methods import NetOutput, TrainState, get_method
-from dhash.methods.dsh import DSH, DSHParams
-from dhash.methods.hegh import HEGH, HEGHParams, hardness, normalise_per_kind
+from dhash.learn.methods import NetOutput, TrainState, get_method
+from dhash.learn.methods.dsh import DSH, DSHParams
+from dhash.learn.methods.hegh import HEGH, HEGHParams, hardness, normalise_per_kind
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dhash.config import resolve
-from dhash.data import load_source
-from dhash.encode import load_model
-from dhash.methods import method_names
-from dhash.metrics import mean_average_precision
-from dhash.train import train
+from dhash.learn.config import resolve
+from dhash.learn.data import load_source
+from dhash.learn.encode import load_model
+from dhash.learn.methods import method_names
+from dhash.evaluate.metrics import mean_average_precision
+from dhash.learn.train import train
 
 BITS = 32
 MARGIN = 0.08  # over random codes' mAP (about 0.10 on ten balanced classes)

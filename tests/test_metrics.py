@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from dhash import CodeFile, DHashError, pack_codes, write_code_file
-from dhash import metrics
-from dhash.metrics import evaluate_codes, mean_average_precision
+from dhash.evaluate import metrics
+from dhash.evaluate.metrics import evaluate_codes, mean_average_precision
 
 # ---------------------------------------------------------------- plain reference (one query)
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from dhash import CodeFile, DHashError, pack_codes
-from dhash.curves import PLOTS, TABLES, write_curves
-from dhash.metrics import evaluate_codes
+from dhash.evaluate.curves import PLOTS, TABLES, write_curves
+from dhash.evaluate.metrics import evaluate_codes
 
 
 def curves_of(seed: int, flip: float) -> dict:

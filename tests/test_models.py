@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from dhash.errors import DHashError
-from dhash.methods.base import NetOutput
-from dhash.models import HashNetwork, backbone_names, backbone_options, build_backbone
-from dhash.models.cbam_cnn import CBAM, ChannelAttention, SpatialAttention
+from dhash.learn.methods.base import NetOutput
+from dhash.learn.models import HashNetwork, backbone_names, backbone_options, build_backbone
+from dhash.learn.models.cbam_cnn import CBAM, ChannelAttention, SpatialAttention
 
 EXPECTED_FEATURES = {"small-cnn": 256, "cbam-cnn": 256, "alexnet": 4096, "vgg16": 4096, "resnet18": 512,
                      "resnet50": 2048, "efficientnet-lite0": 1280, "pixels": 784, "features": 64}

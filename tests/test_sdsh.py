@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dhash.codes import pack_codes
-from dhash.config import read_config_file, resolve
-from dhash.methods import NetOutput, TrainState, get_method
-from dhash.methods.rotation import plane_rotation, random_plane, search_rotation
-from dhash.methods.sdsh import SDSH, SDSHParams, spring_loss
+from dhash.search.codes import pack_codes
+from dhash.learn.config import read_config_file, resolve
+from dhash.learn.methods import NetOutput, TrainState, get_method
+from dhash.learn.methods.rotation import plane_rotation, random_plane, search_rotation
+from dhash.learn.methods.sdsh import SDSH, SDSHParams, spring_loss
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
 
@@ -88,7 +88,7 @@ def _clustered(n=1500, bits=12, classes=5, seed=0):
 
 
 def test_rotation_search_improves_and_is_deterministic():
-    from dhash.metrics import mean_average_precision
+    from dhash.evaluate.metrics import mean_average_precision
 
     h, labels = _clustered()
     rot, report = search_rotation(h, labels, steps=60, queries=200, database=1000, seed=7, threads=1)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dhash.errors import DHashError
-from dhash.search import (
+from dhash.search.index import (
     KERNELS, LinearIndex, available_kernels, hamming_distances, selected_kernel,
 )
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dhash.errors import DHashError
-from dhash.search import LinearIndex, MIHIndex, available_kernels
+from dhash.search.index import LinearIndex, MIHIndex, available_kernels
 from test_search import assert_knn, assert_range, random_codes, ref_knn, ref_range
 
 

@@ -3,10 +3,10 @@ import h5py
 import numpy as np
 import pytest
 
-from dhash.codes import CodeFile, write_code_file
+from dhash.search.codes import CodeFile, write_code_file
 from dhash.errors import DHashError
-from dhash.index_file import build_index, index_code_file, load_index, save_index
-from dhash.search import LinearIndex, MIHIndex, range_search_code_file, search_code_file
+from dhash.search.index_file import build_index, index_code_file, load_index, save_index
+from dhash.search.index import LinearIndex, MIHIndex, range_search_code_file, search_code_file
 from test_search import assert_knn, assert_range, random_codes, ref_knn, ref_range
 
 

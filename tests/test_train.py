@@ -12,13 +12,13 @@ import torch
 from click.testing import CliRunner
 
 from dhash.cli.main import main
-from dhash.codes import read_code_file
-from dhash.config import DEFAULTS, cpu_has_native_bfloat16, resolve, resolve_precision
+from dhash.search.codes import read_code_file
+from dhash.learn.config import DEFAULTS, cpu_has_native_bfloat16, resolve, resolve_precision
 from dhash.errors import DHashError
-from dhash.methods import get_method
-from dhash.metrics import mean_average_precision
-from dhash.train import effective_config
-from dhash.run import Run
+from dhash.learn.methods import get_method
+from dhash.evaluate.metrics import mean_average_precision
+from dhash.learn.train import effective_config
+from dhash.learn.run import Run
 
 # 1 thread: reproducible, and on a busy shared machine much faster than 2 spinning threads
 SMALL = ["--data", "fashion-mnist", "--protocol", "per-class", "--queries-per-class", "50", "--threads", "1"]

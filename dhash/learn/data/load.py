@@ -1,0 +1,54 @@
+"""``load_source``: turn one ``--data`` argument into a ``Source``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...errors import DHashError
+from .cifar import load_cifar10
+from .features import load_features
+from .folder import load_folder
+from .idx import load_idx_dataset
+from .listfile import load_list_file
+from .source import Source
+
+BUILTIN = ("fashion-mnist", "mnist", "cifar10")
+LIST_SUFFIXES = (".txt",)
+FEATURE_SUFFIXES = (".h5", ".hdf5")
+
+
+def load_source(
+    spec: str, data_dir: str | os.PathLike | None = None, strict: bool = False, progress: bool = False
+) -> Source:
+    """Load a data set.
+
+    Parameters
+    ----------
+    spec
+        ``fashion-mnist``, ``mnist`` or ``cifar10`` (found on disk or downloaded, see
+        ``dhash.data.download``); a folder of images (sub-folder = class); a ``.txt`` list file
+        (``path l1 … lC`` per line); or an ``.h5`` / ``.hdf5`` feature file. A built-in name wins
+        over a folder of the same name: write ``./mnist`` for the folder.
+    data_dir
+        Folder searched first for the built-in data sets.
+    strict
+        Make an unreadable or missing image file an error instead of a warning.
+    progress
+        Show a progress bar while image files are checked.
+    """
+    if spec in BUILTIN:
+        return load_cifar10(data_dir) if spec == "cifar10" else load_idx_dataset(spec, data_dir)
+    path = Path(spec)
+    if path.is_dir():
+        return load_folder(path, strict, progress)
+    if not path.exists():
+        raise DHashError(f"{spec}: no such file or folder, and not a built-in data set ({', '.join(BUILTIN)})")
+    suffix = path.suffix.lower()
+    if suffix in LIST_SUFFIXES:
+        return load_list_file(path, strict, progress)
+    if suffix in FEATURE_SUFFIXES:
+        return load_features(path)
+    raise DHashError(
+        f"{spec}: unknown data format '{suffix}'; expected a folder, a .txt list file, an .h5/.hdf5 feature file "
+        f"or one of {', '.join(BUILTIN)}"
+    )

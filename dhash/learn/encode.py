@@ -1,0 +1,279 @@
+"""Turning images into binary codes with a trained model (``dhash encode``).
+
+``load_model`` rebuilds the network and method from a model file (``dhash.run``); the ``Encoder``
+runs it over a ``Source`` and packs the signs of ``method.project(h)`` into codes. Also here: the
+batched, gradient-free forward pass and the progress bar that training uses for feature extraction.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from ..search.codes import CodeFile, pack_codes
+from .config import resolve_device, set_cpu_threads
+from .data import ImageDataset, Source, build_transform, load_source
+from ..errors import DHashError
+from .methods import Method, get_method, parse_params
+from .models import HashNetwork, InputSpec, build_backbone
+from .run import read_model
+
+SPLITS = ("query", "database", "train", "all")
+
+
+def make_progress(enabled: bool, console: Console | None = None, *fields: str) -> Progress:
+    """A rich progress bar (a silent one unless ``enabled``): description, bar, done/total, the given
+    ``{task.fields[...]}`` texts, elapsed and remaining time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        *(TextColumn(f) for f in fields), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, disable=not enabled,
+    )
+
+
+def build_network(backbone: str, options: dict[str, Any], bits: int, method: type[Method], num_classes: int,
+                  pretrained: bool = False, weights: str | None = None) -> HashNetwork:
+    """The network a method trains: backbone, hash head unless the method codes features, classifier if needed."""
+    return HashNetwork(
+        build_backbone(backbone, pretrained=pretrained, weights=weights, **options),
+        bits,
+        num_classes=num_classes if method.needs_classifier else None,
+        hash_head=method.uses_hash_head,
+    )
+
+
+class _Tolerant(Dataset):
+    """A dataset whose unreadable items come back as ``(None, reason, position)`` instead of raising."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, position: int) -> tuple[Any, ...]:
+        try:
+            x, y, _ = self.dataset[position]
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is reported, not fatal
+            return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, position
+        return x, y, position
+
+
+def _collate(items: list[tuple[Any, ...]]) -> tuple[Any, Any, torch.Tensor, list[tuple[int, str]]]:
+    good = [item for item in items if item[0] is not None]
+    failed = [(item[2], item[1]) for item in items if item[0] is None]
+    if not good:
+        return None, None, torch.zeros(0, dtype=torch.long), failed
+    x, y, positions = default_collate(good)
+    return x, y, positions, failed
+
+
+def forward_batches(
+    net: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256, workers: int = 0,
+    failures: list[tuple[int, str]] | None = None, progress: Progress | None = None, description: str = "",
+) -> Iterator[tuple[torch.Tensor, Any]]:
+    """Yield ``(positions, NetOutput)`` over ``dataset`` in order, in eval mode without gradients.
+
+    With a ``failures`` list, unreadable items are skipped and appended to it as ``(position, reason)``;
+    without one, the first unreadable item raises.
+    """
+    loader = DataLoader(_Tolerant(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda")
+    task = progress.add_task(description, total=len(dataset)) if progress is not None else None  # type: ignore[arg-type]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            for x, _, positions, failed in loader:
+                if failed:
+                    if failures is None:
+                        raise DHashError(failed[0][1])
+                    failures.extend(failed)
+                if x is not None:
+                    yield positions, net(x.to(device, non_blocking=True))
+                if task is not None:
+                    progress.advance(task, len(positions) + len(failed))  # type: ignore[union-attr]
+    finally:
+        net.train(was_training)
+
+
+def data_fingerprint(source: Source) -> str:
+    """SHA-256 of what identifies a data set: size, classes, labels and ids (relative to the source's name)."""
+    digest = hashlib.sha256(f"{len(source)}\n{source.kind}\n".encode())
+    digest.update("\n".join(source.classes).encode())
+    if source.labels is not None:
+        digest.update(np.ascontiguousarray(source.labels, dtype=np.uint8).tobytes())
+    prefix = source.name.rstrip("/\\")
+    for item in source.ids:
+        digest.update((item[len(prefix):] if item.startswith(prefix) else item).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Encoder:
+    """A trained model ready to encode: ``.bits``, ``.method``, ``.network``, ``.input_spec``, ``.record``."""
+
+    def __init__(self, record: dict[str, Any], path: Path, device: torch.device) -> None:
+        self.record, self.path, self.device = record, path, device
+        try:
+            self.bits = int(record["bits"])
+            self.classes = list(record.get("classes", []))
+            self.input_spec = InputSpec(**record["input_spec"])
+            method_cls = get_method(record["method"])
+            num_classes = int(record["num_classes"])
+            self.method = method_cls(self.bits, num_classes, parse_params(method_cls, record["params"]))
+            backbone = record["backbone"]
+            self.network = build_network(backbone["name"], backbone["options"], self.bits, method_cls, num_classes)
+            self.network.load_state_dict(record["network"])
+            self.method.load_state_dict(record["method_state"])
+        except (RuntimeError, TypeError, KeyError, ValueError) as exc:  # DHashError is a ValueError
+            raise DHashError(f"{path}: cannot rebuild the model ({' '.join(str(exc).split())[:300]})") from None
+        self.network.to(device).eval()
+        self.method.to(device).eval()
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the model file (provenance of the codes it writes)."""
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    def encode_tensor(self, x: torch.Tensor) -> np.ndarray:
+        """Packed codes (uint8 N × ceil(bits/8)) of a batch of normalised images (as the input spec says)."""
+        with torch.inference_mode():
+            return self._codes(self.network(x.to(self.device)))
+
+    def _codes(self, out: Any) -> np.ndarray:
+        return pack_codes(self.method.project(out.h.float()))
+
+    def check_source(self, source: Source) -> None:
+        """Refuse data the model cannot read (feature vectors for an image model, or the reverse)."""
+        trained_on = self.record.get("data", {}).get("kind")
+        if (source.kind == "features") != (trained_on == "features"):
+            what = "feature vectors" if source.kind == "features" else "images"
+            raise DHashError(f"{source.name}: holds {what}, but the model {self.path} was trained on {trained_on}")
+
+    def matches(self, source: Source) -> bool:
+        """Whether ``source`` is the data set the model was trained on (so its saved split applies)."""
+        return self.record.get("data", {}).get("fingerprint") == data_fingerprint(source)
+
+    def split_indices(self, source: Source, split: str) -> np.ndarray:
+        """Indices into ``source`` of a part of the run's saved split (``all``: every item)."""
+        if split not in SPLITS:
+            raise DHashError(f"unknown split '{split}' (choose from: {', '.join(SPLITS)})")
+        if split == "all":
+            return np.arange(len(source), dtype=np.int64)
+        if not self.matches(source):
+            data = self.record.get("data", {}).get("spec", "?")
+            raise DHashError(
+                f"{source.name}: not the data the model {self.path} was trained on ({data}); "
+                f"--split {split} needs that data (use --split all for other data)"
+            )
+        return self.record["split"][split].numpy().astype(np.int64)
+
+    def load_data(self, data: str | None = None, data_dir: str | None = None) -> Source:
+        """The run's data set (``data`` overrides where it is found)."""
+        saved = self.record.get("data", {})
+        spec = data or saved.get("path") or saved.get("spec")
+        if spec is None:
+            raise DHashError(f"{self.path}: the model file does not say which data it was trained on; give the data")
+        return load_source(spec, data_dir or saved.get("data_dir"))
+
+    def encode_source(self, source: Source, indices: Sequence[int] | np.ndarray | None = None, batch_size: int = 256,
+                      progress: bool = False, strict: bool = False, workers: int = 0, threads: int | None = None,
+                      split: str | None = None, console: Console | None = None) -> CodeFile:
+        """Encode ``source[indices]`` (all items by default) into a ``CodeFile`` with labels, ids and provenance.
+
+        Unreadable images are skipped and listed in ``attrs["unreadable"]`` (an error if ``strict``).
+        """
+        self.check_source(source)
+        idx = np.arange(len(source), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        dataset = ImageDataset(source, idx, build_transform(self.input_spec, train=False))
+        if self.device.type == "cpu":
+            set_cpu_threads(threads)
+        failures: list[tuple[int, str]] = []
+        codes, kept = [], []
+        try:
+            with make_progress(progress, console) as bar:
+                batches = forward_batches(self.network, dataset, self.device, batch_size, workers, failures, bar,
+                                          f"Encoding {split or 'items'}")
+                for positions, out in batches:
+                    codes.append(self._codes(out))
+                    kept.append(positions.numpy())
+        except RuntimeError as exc:
+            raise DHashError(
+                f"{source.name}: the data does not fit the model {self.path} ({' '.join(str(exc).split())[:200]})"
+            ) from None
+        if strict and failures:
+            position, reason = failures[0]
+            raise DHashError(f"{source.ids[idx[position]]}: unreadable image ({reason})")
+        width = (self.bits + 7) // 8
+        kept_idx = idx[np.concatenate(kept)] if kept else np.zeros(0, dtype=np.int64)
+        attrs: dict[str, Any] = {
+            "method": self.record["method"], "model": str(self.path), "model_sha256": self.sha256,
+            "dataset": source.name, "split": split or ("all" if indices is None else "subset"),
+        }
+        if source.labels is not None and source.classes:
+            attrs["classes"] = list(source.classes)
+        if failures:
+            attrs["unreadable"] = [f"{source.ids[idx[p]]} ({reason})" for p, reason in failures]
+        return CodeFile(
+            codes=np.concatenate(codes) if codes else np.zeros((0, width), dtype=np.uint8),
+            bits=self.bits,
+            labels=None if source.labels is None else source.labels[kept_idx],
+            ids=[source.ids[i] for i in kept_idx],
+            attrs=attrs,
+        )
+
+
+def load_model(path: str | os.PathLike, device: str = "auto") -> Encoder:
+    """Load a model file (``model.pt`` of a run) onto ``device`` (auto: CUDA when available)."""
+    p = Path(path)
+    return Encoder(read_model(p), p, resolve_device(device))
+
+
+def encode_image_files(model_path: str | os.PathLike, paths: Sequence[str | os.PathLike],
+                       device: str = "auto") -> tuple[np.ndarray, int]:
+    """Codes of image files, in order (for ``dhash query --image``); an unreadable file is an error."""
+    files = [str(p) for p in paths]
+    for f in files:
+        if not os.path.isfile(f):
+            raise DHashError(f"{f}: no such image file")
+    encoder = load_model(model_path, device)
+    source = Source(name="images", images=None, paths=files, features=None, labels=None, classes=[],
+                    ids=files, subset=None)
+    return encoder.encode_source(source, strict=True).codes, encoder.bits
+
+
+def encode_run_splits(model_path: str | os.PathLike, data: str | None = None, device: str = "auto",
+                      progress: bool = False) -> tuple[CodeFile, CodeFile]:
+    """Encode the query and database parts of the run's saved split (for ``dhash evaluate --model``).
+
+    ``data`` is where the run's data set is found, when not where it was at training time.
+    """
+    encoder = load_model(model_path, device)
+    source = encoder.load_data(data)
+    return tuple(  # type: ignore[return-value]
+        encoder.encode_source(source, encoder.split_indices(source, part), progress=progress, split=part)
+        for part in ("query", "database")
+    )
+
+
+__all__ = ["Encoder", "SPLITS", "encode_image_files", "encode_run_splits", "load_model"]

@@ -1,0 +1,150 @@
+"""A run folder (``dhash train -o runs/x``) and the model file.
+
+Contents of the folder:
+  config.json    the effective config (``dhash.config``), written when the run starts
+  split.npz      the train / query / database indices (``dhash.data.Split``)
+  metrics.jsonl  one JSON object per epoch (epoch, loss and its parts, lr, seconds, images_per_s),
+                 then one ``{"post_train": {...}}`` line when the method has a post-training step
+  checkpoint.pt  the state after the last finished epoch (network, method, optimiser, scheduler,
+                 grad scaler, epoch, step), replaced atomically every epoch
+  model.pt       the trained model (``MODEL_FORMAT``): plain Python values and tensors only, so it
+                 loads with ``torch.load(path, weights_only=True)``
+
+Random state is not stored: every epoch reseeds its shuffling and augmentation from ``(seed, epoch)``,
+so a resumed run repeats exactly what an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+from ..errors import DHashError
+
+MODEL_FORMAT = "dhash-model"
+MODEL_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT = "dhash-checkpoint"
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays turned into Python numbers and tensors (safe for ``weights_only``)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` atomically (temporary file, then rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: Path, what: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` on the CPU, with a one-line error naming the file."""
+    if not path.is_file():
+        raise DHashError(f"{path}: no such {what}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DHashError(f"{path}: not a readable dhash {what} ({reason})") from None
+    if not isinstance(obj, dict):
+        raise DHashError(f"{path}: not a dhash {what}")
+    return obj
+
+
+class Run:
+    """The files of one run folder."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.config = self.folder / "config.json"
+        self.split = self.folder / "split.npz"
+        self.metrics = self.folder / "metrics.jsonl"
+        self.checkpoint = self.folder / "checkpoint.pt"
+        self.model = self.folder / "model.pt"
+
+    def check_new(self) -> None:
+        """Refuse to start a new run over an existing one."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise DHashError(f"{self.folder}: exists and is not a folder")
+        existing = [p.name for p in (self.config, self.checkpoint, self.model) if p.exists()]
+        if existing:
+            raise DHashError(
+                f"{self.folder}: already holds a run ({', '.join(existing)}); "
+                "continue it with --resume or choose another -o folder"
+            )
+
+    def read_config(self) -> dict[str, Any]:
+        """The saved effective config (for ``--resume``)."""
+        if not self.config.is_file():
+            raise DHashError(f"{self.folder}: no run to resume here (no config.json)")
+        try:
+            config = json.loads(self.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise DHashError(f"{self.config}: unreadable run config ({exc})") from None
+        if not isinstance(config, dict):
+            raise DHashError(f"{self.config}: not a run config")
+        return config
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        with atomic_path(self.config) as tmp:
+            tmp.write_text(json.dumps(config, indent=2) + "\n")
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to the metrics log."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def trim_metrics(self, epochs: int) -> None:
+        """Keep only the log lines of the first ``epochs`` epochs (when resuming from a checkpoint)."""
+        if not self.metrics.exists():
+            return
+        lines = self.metrics.read_text().splitlines()
+        keep = [line for line in lines if line.strip() and json.loads(line).get("epoch", epochs + 1) <= epochs]
+        with atomic_path(self.metrics) as tmp:
+            tmp.write_text("".join(line + "\n" for line in keep))
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        save_torch({"format": CHECKPOINT_FORMAT, **state}, self.checkpoint)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint, or None when the run has none yet."""
+        if not self.checkpoint.exists():
+            return None
+        state = load_torch(self.checkpoint, "checkpoint")
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise DHashError(f"{self.checkpoint}: not a dhash checkpoint")
+        return state
+
+
+def save_model(path: Path, record: dict[str, Any]) -> None:
+    """Write the model file atomically (``record`` as built by ``dhash.train``)."""
+    save_torch(plain({"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **record}), path)
+
+
+def read_model(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and check a model file (``weights_only=True``)."""
+    p = Path(path)
+    record = load_torch(p, "model file")
+    if record.get("format") != MODEL_FORMAT:
+        raise DHashError(f"{p}: not a dhash model file (a checkpoint? use the run's model.pt)")
+    if record.get("format_version") != MODEL_FORMAT_VERSION:
+        raise DHashError(f"{p}: unsupported model format_version {record.get('format_version')} (this dhash reads {MODEL_FORMAT_VERSION})")
+    missing = [k for k in ("method", "params", "bits", "backbone", "network", "method_state", "input_spec") if k not in record]
+    if missing:
+        raise DHashError(f"{p}: model file lacks {', '.join(missing)}")
+    return record
