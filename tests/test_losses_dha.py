@@ -7,7 +7,7 @@ import torch
 from torchvision.ops import sigmoid_focal_loss
 
 from dhash.learn.methods import NetOutput, TrainState, get_method
-from dhash.learn.methods.dha import DHA, DHAT, DHAParams, focal_pair_loss
+from dhash.learn.methods.dha import DHA, DHAT, DHAParams, balance_weight, focal_pair_loss
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
 
@@ -32,7 +32,8 @@ def numpy_dha(raw: np.ndarray, labels: np.ndarray, beta: float | None, theta_fra
         theta = theta_frac * k * s
     off = ~np.eye(n, dtype=bool)
     if beta is None:
-        beta = 1.0 - s[off].mean()  # fraction of dissimilar pairs = r / (r + 1)
+        r = (1 - s[off]).sum() / s[off].sum()  # dissimilar : similar pairs
+        beta = (r + 1) / (r + 2)
     total = 0.0
     for i in range(n):
         for j in range(n):
@@ -86,9 +87,17 @@ def test_dha_matches_numpy_transcription(beta):
     params = DHAParams(beta=0.0 if beta is None else beta, lam=0.3, theta=0.5)
     loss, parts = DHA(8, 3, params).loss(NetOutput(h=torch.tensor(raw)), torch.tensor(labels), STATE)
     assert loss.item() == pytest.approx(numpy_dha(raw, labels, beta, 0.5, 0.3), rel=1e-6)  # pairs.py works in float32
-    if beta is None:  # 21 − 12 similar ... : β is the batch's fraction of dissimilar pairs
-        s = labels @ labels.T > 0
-        assert parts["beta"] == pytest.approx(1 - (s.sum() - 7) / 42)
+    if beta is None:  # 42 ordered pairs i ≠ j, 10 of them similar: r = 32/10, β = (r+1)/(r+2) = 42/52
+        assert parts["beta"] == pytest.approx(42 / 52)
+
+
+@pytest.mark.parametrize("ratio, beta", [(10, 11 / 12), (5, 6 / 7), (1, 2 / 3)])
+def test_dha_balance_weight_reproduces_the_papers_values(ratio, beta):
+    # Section 4.2: dissimilar:similar ratios of about 10, 5, 1 (CIFAR-10, NUS-WIDE, MS COCO) → β = 11/12, 6/7, 2/3
+    s = torch.tensor([1.0] * 4 + [0.0] * (4 * ratio))
+    assert balance_weight(s, torch.ones_like(s)).item() == pytest.approx(beta)
+    # r = 1 (balanced multi-label data) gives 2/3, not the DHA-W ablation's 1/2; only all-similar batches give 1/2
+    assert balance_weight(torch.ones(6), torch.ones(6)).item() == pytest.approx(0.5)
 
 
 def test_dha_t_matches_numpy_transcription_on_multilabel_data():

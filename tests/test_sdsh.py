@@ -133,3 +133,11 @@ def test_registry_and_defaults(tmp_path):
     config = resolve({"data": "fashion-mnist", "method": "sdsh"}, read_config_file(authors)[0])
     assert (config["optimizer"], config["lr"], config["momentum"], config["lr_decay"]) == ("sgd", 0.07, 0.0, "step")
     assert torch.equal(SDSH(6, 2).rotation, torch.eye(6))
+
+
+@pytest.mark.parametrize("n, queries, database", [(5000, 2000, 3000), (30000, 2000, 16000), (1000, 500, 500)])
+def test_rotation_search_splits_like_the_authors(n, queries, database):
+    # the authors: 2,000 queries, then up to 16,000 database items from the rest (not a 1 : 8 split)
+    h, labels = _clustered(n)
+    _, report = search_rotation(h, labels, steps=1, seed=0, threads=1)
+    assert (report["rotation_queries"], report["rotation_database"]) == (queries, database)

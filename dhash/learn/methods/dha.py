@@ -8,16 +8,16 @@ Paper's parts:
 - adaptive sigmoid σ(z) = 1 / (1 + e^{−α(z−θ)}) with α = 10/K (Eq. 5), θ = 0 for dissimilar
   pairs and θ > 0 for similar pairs;
 - focal weighting (1 − p)^γ with γ = 2 on the pair likelihood of Eq. 4 (Eq. 6);
-- class balance ω = β for similar, 1 − β for dissimilar pairs (Eq. 7), β ≈ r/(r+1) with r the ratio
-  of dissimilar to similar pairs; adaptive loss L(H) = Σ −ω[s(1−σ)^γ log σ + (1−s)σ^γ log(1−σ)] (Eq. 8);
+- class balance ω = β for similar, 1 − β for dissimilar pairs (Eq. 7); the paper's β = 11/12, 6/7, 2/3
+  for dissimilar:similar ratios r ≈ 10, 5, 1 (Section 4.2) are exactly β = (r+1)/(r+2); adaptive loss L(H) = Σ −ω[s(1−σ)^γ log σ + (1−s)σ^γ log(1−σ)] (Eq. 8);
 - quantisation loss Q(H) = Σ_i Σ_k (1/K)(1 − e^{|h_ik|−1}) (Eq. 9), objective L + λQ (Eq. 1);
 - DHA-t: continuous similarity t_ij = cos(y_i, y_j) (Eq. 10) steering θ (Section 3.3.2).
 
 dhash's choices (all exposed as parameters):
 - θ for similar pairs = K/2 (``theta=0.5``): p = 0.5 is reached at Hamming distance K/4 and p only
   saturates (α(z−θ) ≈ 5) when the codes coincide, so similar pairs keep a gradient until d_H → 0.
-- β from each batch's pair counts (``beta=0``): it equals the paper's r/(r+1) rule (the paper's
-  11/12, 6/7, 2/3 are that rule on its datasets) without knowing the dataset in advance.
+- β = (r+1)/(r+2) from each batch's pair counts (``beta=0``): the paper's rule without knowing the
+  dataset in advance (r/(r+1) would give 1/2 on balanced multi-label data: the paper's DHA-W ablation).
 - DHA-t's θ(t) = θ·K·t for t > 0 and 0 for t = 0: linear in t, so t → 1 gives DHA's similar θ
   (case 1a), small t a small θ (case 1b), and dissimilar pairs keep DHA's θ = 0 (case 2);
   the pair target is s = [t > 0], as the paper maximises p(s=1) exactly when t > 0.
@@ -43,7 +43,7 @@ class DHAParams(Params):
     alpha_scale: float = field(default=10.0, metadata={"help": "sigmoid bandwidth α = alpha_scale / bits (paper: 10/K, Eq. 5)"})
     theta: float = field(default=0.5, metadata={"help": "shift θ for similar pairs as a fraction of bits (dhash: K/2; dissimilar θ = 0); dha-t uses θ·t"})
     gamma: float = field(default=2.0, metadata={"help": "focal exponent γ of the modulating factor (1 − p)^γ (paper: 2, Eq. 6)"})
-    beta: float = field(default=0.0, metadata={"help": "class-balance weight β of similar pairs, in (0, 1) (Eq. 7); 0 = r/(r+1) from each batch"})
+    beta: float = field(default=0.0, metadata={"help": "class-balance weight β of similar pairs, in (0, 1) (Eq. 7); 0 = (r+1)/(r+2) from each batch"})
     lam: float = field(default=0.1, metadata={"help": "weight λ of the quantisation loss Q (Eq. 1, 9; dhash: 0.1)"})
 
 
@@ -58,10 +58,12 @@ def focal_pair_loss(x: torch.Tensor, s: torch.Tensor, gamma: float) -> torch.Ten
     return ce * one_minus_pt.pow(gamma)
 
 
-def dissimilar_fraction(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """β = |S₀| / |S| = r/(r+1) over the pairs in ``mask`` (r = #dissimilar / #similar), inside [1/|S|, 1 − 1/|S|]."""
+def balance_weight(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """β = (r+1)/(r+2) = |S| / (|S| + |S₁|) over the pairs in ``mask`` (r = #dissimilar / #similar, S₁ the
+    similar pairs), inside [1/2, 1 − 1/|S|]; 1/2 when every pair is similar, → 1 when none is."""
     n = mask.sum().clamp_min(2)
-    return (((1 - s) * mask).sum() / n).clamp(1 / n, 1 - 1 / n)
+    similar = (s * mask).sum()
+    return (n / (n + similar)).clamp(0.5, 1 - 1 / n)
 
 
 def quantisation_loss(h: torch.Tensor) -> torch.Tensor:
@@ -90,7 +92,7 @@ class DHA(Method):
         h = torch.tanh(out.h)
         s, theta = self.targets(labels)
         mask = off_diagonal(len(h), device=h.device).to(h.dtype)
-        beta = dissimilar_fraction(s, mask) if p.beta <= 0 else p.beta
+        beta = balance_weight(s, mask) if p.beta <= 0 else p.beta
         omega = beta * s + (1 - beta) * (1 - s)
         x = (p.alpha_scale / self.bits) * (h @ h.T - theta)
         pair = (omega * focal_pair_loss(x, s, p.gamma) * mask).sum() / mask.sum().clamp_min(1)

@@ -6,7 +6,9 @@ Paper's parts (equation numbers of the IJCAI version): the likelihood
 p(s_ij | B) = σ(Ω_ij)^{s_ij} (1 − σ(Ω_ij))^{1−s_ij}, Ω_ij = ½ b_iᵀb_j (Eq. 1), whose negative log is
 −Σ (s_ij Ω_ij − log(1 + e^{Ω_ij})) (Eq. 2); relaxed by replacing b with the network output u (linear
 hash layer, no tanh) and adding η Σ_i ‖b_i − u_i‖², b_i = sgn(u_i) (the relaxed objective J, Eq. 3);
-η = 10 (the authors' CIFAR-10 setting, chosen on a validation set).
+η = 10 (the authors' CIFAR-10 setting, chosen on a validation set; their PyTorch release's CIFAR-10 demo
+sets λ = 10 too — the 50 in that module's own ``__main__``, labelled NUS-WIDE, and in third-party
+re-implementations is not the CIFAR-10 value).
 log(1 + e^Θ) is computed as softplus(Θ), so the loss stays finite for any Θ.
 The sums run as in the authors' release: each batch output u_i is paired with the outputs u_j of all N
 training images, kept in a memory bank (refreshed with the batch's outputs before each step, detached;

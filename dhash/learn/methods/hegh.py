@@ -12,7 +12,7 @@ Paper's parts:
   DSH's regulariser); classification loss Σ_i Σ_c (y_ic − p_ic)² (Eq. 2); L = L'_hard + μ L_class,
   μ = 1 (Eq. 6); γ = 1 (Table 4). With γ = 0 the hard loss is exactly DSH's loss.
 
-Reading of Eq. 3 (the text's Y conventions disagree): P is per image, p is "the confidence from
+Reading of Eq. 3 (its Y convention is Eq. 1's, Y = 1 dissimilar, which agrees with the prose): P is per image, p is "the confidence from
 the output of the classification layer" for that image, taken as its probability of its own label
 (the mean over its labels when it has several), and, as Section 3.3 (1) says,
     P = 1 − p for similar pairs (low confidence = hard),  P = p for dissimilar pairs (high confidence = hard).

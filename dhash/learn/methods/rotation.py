@@ -45,17 +45,16 @@ def search_rotation(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Search R on ``h`` (N × K training outputs) and ``labels`` (N × C multi-hot).
 
-    Disjoint random subsets of ``queries`` and ``database`` items are drawn (split 1 : 8 when N is
-    smaller than their sum). Returns ``(R, report)`` with the subset mAP before and after and the
+    Disjoint random subsets of ``queries`` and up to ``database`` items are drawn, as in the authors'
+    code: the queries first, the database from the rest (dhash's choice where N < 2·queries: half each). Returns ``(R, report)`` with the subset mAP before and after and the
     number of accepted steps. Deterministic for a given ``seed``. ``threads``: for the mAP (default all).
     """
     from ...evaluate.metrics import mean_average_precision  # numba: imported only when searching
 
     rng = np.random.default_rng(seed)
     n, bits = h.shape
-    if n < queries + database:
-        queries = max(1, round(n * queries / (queries + database)))
-        database = n - queries
+    queries = max(1, min(queries, n // 2))
+    database = min(database, n - queries)
     order = rng.permutation(n)
     q_idx, db_idx = order[:queries], order[queries : queries + database]
     hq, hdb = np.asarray(h[q_idx], np.float64), np.asarray(h[db_idx], np.float64)
@@ -80,4 +79,5 @@ def search_rotation(
                 rot, best, accepted = candidate, value, accepted + 1
             if progress:
                 bar.update(task, advance=1, best=best)
-    return rot, {"map_before_rotation": before, "map_after_rotation": best, "rotation_accepted": accepted, "rotation_steps": steps}
+    return rot, {"map_before_rotation": before, "map_after_rotation": best, "rotation_accepted": accepted,
+                 "rotation_steps": steps, "rotation_queries": queries, "rotation_database": database}
