@@ -118,7 +118,7 @@ def test_random_errors():
 
 
 def test_unknown_protocol():
-    with pytest.raises(DHashError, match="choose one of full, per-class, random"):
+    with pytest.raises(DHashError, match="choose one of full, per-class, random, unseen"):
         make_split(single_label(), "cifar")
 
 
@@ -152,3 +152,27 @@ def test_load_bad_file_named(tmp_path):
         Split.load(tmp_path / "one.npy")
     with pytest.raises(DHashError, match="cannot read"):
         Split.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_unseen_keeps_query_and_database_classes_out_of_training(subset):
+    source = single_label(per_class=(30, 25, 40, 35), subset=subset)
+    split = make_split(source, "unseen", seed=4, queries_per_class=5)
+    classes = source.labels.argmax(1)
+    train_classes, test_classes = set(classes[split.train]), set(classes[split.query]) | set(classes[split.database])
+    assert len(train_classes) == 3 and len(test_classes) == 1 and not train_classes & test_classes  # 75 % of 4
+    assert set(classes[split.query]) == test_classes and len(split.query) == 5
+    unseen = np.flatnonzero(np.isin(classes, list(test_classes)))
+    np.testing.assert_array_equal(np.union1d(split.query, split.database), unseen)  # every unseen item is used
+    seen = np.isin(classes, list(train_classes)) & ((source.subset == 0) if subset else True)
+    np.testing.assert_array_equal(split.train, np.flatnonzero(seen))
+    again = make_split(source, "unseen", seed=4, queries_per_class=5)
+    assert np.array_equal(again.train, split.train) and np.array_equal(again.query, split.query)
+    assert not np.array_equal(make_split(source, "unseen", seed=5, queries_per_class=5).query, split.query)
+
+
+def test_unseen_rejects_what_it_cannot_split():
+    with pytest.raises(DHashError, match="protocol 'unseen' needs single-label data"):
+        make_split(multi_label(), "unseen")
+    with pytest.raises(DHashError, match="has 25 items; protocol 'unseen' needs more than 30"):
+        make_split(single_label(per_class=(30, 25)), "unseen", seed=0, queries_per_class=30)

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import DHashError
+from .data.splits import PROTOCOLS
 
 DEFAULTS: dict[str, Any] = {
     "data": None,  # required: fashion-mnist | mnist | cifar10 | FOLDER | LIST.txt | FEATURES.h5
@@ -81,7 +82,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "threads": int,
 }
 _CHOICES = {
-    "protocol": ("full", "per-class", "random"),
+    "protocol": PROTOCOLS,
     "optimizer": ("adam", "sgd"),
     "lr_decay": ("cosine", "step", "none"),
     "precision": ("auto", "mixed", "float32"),

@@ -9,6 +9,11 @@
   ``num_train`` training items drawn from the rest; the database is every item but the queries.
   The defaults, ``queries_per_class × C`` and ``train_per_class × C``, follow the NUS-WIDE
   protocol (2,100 queries and 10,500 training images for its 21 classes).
+- ``unseen``: retrieval of classes the network never saw (Sablayrolles et al., "How should we
+  evaluate supervised hashing?", ICASSP 2017; single-label data): a seeded 75 % of the classes
+  (rounded, at least one each way; dhash's choice: 8 of 10) train the network — all their items of
+  the training subset where the data set has one, else all their items; per unseen class
+  ``queries_per_class`` random items are queries, and the database is every other unseen-class item.
 
 Every draw uses ``numpy.random.default_rng(seed)``; the index arrays are sorted.
 """
@@ -23,7 +28,8 @@ from ...atomic import atomic_path
 from ...errors import DHashError
 from .source import Source
 
-PROTOCOLS = ("full", "per-class", "random")
+PROTOCOLS = ("full", "per-class", "random", "unseen")
+SEEN_FRACTION = 0.75  # classes that train the network under protocol "unseen"
 PARTS = ("train", "query", "database")
 
 
@@ -104,6 +110,8 @@ def make_split(
         train, query, database = _full(source)
     elif protocol == "per-class":
         train, query, database = _per_class(source, rng, queries_per_class, train_per_class)
+    elif protocol == "unseen":
+        train, query, database = _unseen(source, rng, queries_per_class)
     else:
         train, query, database = _random(source, rng, queries_per_class, train_per_class, num_queries, num_train)
     parts = {"train": train, "query": query, "database": database}
@@ -122,11 +130,15 @@ def _full(source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return train, query, train
 
 
-def _per_class(source: Source, rng: np.random.Generator, queries: int, train: int):
+def _single_label(source: Source, protocol: str) -> None:
     if source.labels is None:
-        raise DHashError(f"{source.name}: protocol 'per-class' needs labels; this data set has none")
+        raise DHashError(f"{source.name}: protocol '{protocol}' needs labels; this data set has none")
     if source.multi_label:
-        raise DHashError(f"{source.name}: protocol 'per-class' needs single-label data; use 'random' for multi-label")
+        raise DHashError(f"{source.name}: protocol '{protocol}' needs single-label data; use 'random' for multi-label")
+
+
+def _per_class(source: Source, rng: np.random.Generator, queries: int, train: int):
+    _single_label(source, "per-class")
     if queries < 1 or train < 1:
         raise DHashError(f"per-class needs at least 1 query and 1 training item per class, got {queries} and {train}")
     query_parts, train_parts = [], []
@@ -141,6 +153,29 @@ def _per_class(source: Source, rng: np.random.Generator, queries: int, train: in
         train_parts.append(members[queries : queries + train])
     query = np.concatenate(query_parts)
     return np.concatenate(train_parts), query, np.setdiff1d(np.arange(len(source)), query)
+
+
+def _unseen(source: Source, rng: np.random.Generator, queries: int):
+    _single_label(source, "unseen")
+    c = source.num_classes
+    if c < 2:
+        raise DHashError(f"{source.name}: protocol 'unseen' needs at least 2 classes, got {c}")
+    if queries < 1:
+        raise DHashError(f"unseen needs at least 1 query per unseen class, got {queries}")
+    seen = np.sort(rng.permutation(c)[: min(c - 1, max(1, int(SEEN_FRACTION * c + 0.5)))])
+    item_seen = source.labels[:, seen].any(axis=1)
+    pool = item_seen if source.subset is None else item_seen & (source.subset == 0)
+    query_parts, rest = [], []
+    for k in np.setdiff1d(np.arange(c), seen):
+        members = rng.permutation(np.flatnonzero(source.labels[:, k]))
+        if len(members) <= queries:
+            raise DHashError(
+                f"{source.name}: unseen class '{source.classes[k]}' has {len(members)} items; protocol 'unseen' "
+                f"needs more than {queries} (lower --queries-per-class)"
+            )
+        query_parts.append(members[:queries])
+        rest.append(members[queries:])
+    return np.flatnonzero(pool), np.concatenate(query_parts), np.concatenate(rest)
 
 
 def _random(
