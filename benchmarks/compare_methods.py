@@ -2,11 +2,12 @@
 
 Each cell runs ``dhash train`` then ``dhash evaluate --model … --json`` (the commands a user runs) and
 appends a row to ``OUT/results.csv``; finished cells are skipped, so an interrupted run resumes.
-Writes ``results.md`` (mAP@all, mAP@1000, P@H<=2 and training time per method and length) and
-``map_vs_bits_PROTOCOL.png`` (mAP@all against code length, one line per method).
+Writes ``results.md`` (mAP@all, mAP@1000, P@H<=2 and training time per method and length; with
+``--seeds N`` each cell is trained with seeds 0 … N−1 and reported as mean ± sample standard deviation)
+and ``map_vs_bits_PROTOCOL.png`` (mAP@all against code length, one line per method).
 
     python benchmarks/compare_methods.py                       # full protocol, 12/24/32/48 bits
-    python benchmarks/compare_methods.py --protocol per-class --bits 32
+    python benchmarks/compare_methods.py --protocol per-class --bits 32 --seeds 3
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -28,7 +30,8 @@ ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "ha
 # dha-t needs graded similarity: on single-label Fashion-MNIST cos(labels) is 0 or 1 and it trains exactly
 # as dha does (same seed, same numbers), so it runs only when asked for with --methods.
 DEFAULT_METHODS = [m for m in ALL_METHODS if m != "dha-t"]
-FIELDS = ["protocol", "method", "bits", "map@all", "map@1000", "p@h<=2", "train_seconds", "epochs"]
+FIELDS = ["protocol", "method", "bits", "seed", "map@all", "map@1000", "p@h<=2", "train_seconds", "epochs"]
+SCORES = ["map@all", "map@1000", "p@h<=2"]
 console = Console()
 
 
@@ -44,7 +47,7 @@ def _load(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open() as f:
-        return list(csv.DictReader(f))
+        return [{"seed": "0", **row} for row in csv.DictReader(f)]  # files from before --seeds: seed 0
 
 
 def _save(path: Path, rows: list[dict]) -> None:
@@ -62,9 +65,9 @@ def _logged_seconds(metrics: Path) -> float:
     return sum(r["seconds"] for r in records if "epoch" in r)
 
 
-def run_cell(out: Path, protocol: str, method: str, bits: int, extra: tuple[str, ...]) -> dict:
+def run_cell(out: Path, protocol: str, method: str, bits: int, seed: int, extra: tuple[str, ...]) -> dict:
     """Train one model and evaluate it; return its result row."""
-    run = out / "runs" / f"{protocol}-{method}-{bits}"
+    run = out / "runs" / (f"{protocol}-{method}-{bits}" + (f"-seed{seed}" if seed else ""))
     timing = run / "train_wall_seconds.txt"  # written after training: a trained cell is not retrained
     if not timing.exists():
         start = time.perf_counter()
@@ -73,22 +76,39 @@ def run_cell(out: Path, protocol: str, method: str, bits: int, extra: tuple[str,
             _dhash("train", "-o", str(run), "--resume")
         else:
             _dhash("train", "--data", "fashion-mnist", "--method", method, "--bits", str(bits),
-                   "--protocol", protocol, "-o", str(run), *extra)
+                   "--protocol", protocol, "--seed", str(seed), "-o", str(run), *extra)
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     seconds = float(timing.read_text())
     metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--json"))
     config = json.loads((run / "config.json").read_text())
     return {
-        "protocol": protocol, "method": method, "bits": bits,
+        "protocol": protocol, "method": method, "bits": bits, "seed": seed,
         "map@all": f"{metrics['map@all']:.4f}", "map@1000": f"{metrics['map@1000']:.4f}",
         "p@h<=2": f"{metrics['p@h<=2']:.4f}", "train_seconds": f"{seconds:.0f}",
         "epochs": config["epochs"] if get_method(method).trainable else 0,  # closed form: no epochs
     }
 
 
+def _stat(values: list[float], digits: int) -> str:
+    """Mean, and ± the sample standard deviation when there are several values."""
+    mean = f"{np.mean(values):.{digits}f}"
+    return mean if len(values) < 2 else f"{mean} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per (protocol, method, bits): every score as mean ± std over its seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["protocol"], r["method"], int(r["bits"])), []).append(r)
+    return [{"protocol": p, "method": m, "bits": b, "seeds": len(g), "epochs": g[0]["epochs"],
+             **{s: _stat([float(r[s]) for r in g], 3) for s in SCORES},
+             "train_seconds": _stat([float(r["train_seconds"]) for r in g], 0)}
+            for (p, m, b), g in groups.items()]
+
+
 def _cell(row: dict) -> str:
-    epochs = f" ({row['epochs']} ep)" if row["epochs"] != "0" else ""
-    return f"{row['map@all']} / {row['map@1000']} / {row['p@h<=2']} / {row['train_seconds']} s{epochs}"
+    epochs = f" ({row['epochs']} ep)" if str(row["epochs"]) != "0" else ""
+    return " / ".join(row[s] for s in SCORES) + f" / {row['train_seconds']} s{epochs}"
 
 
 def write_reports(out: Path, rows: list[dict]) -> None:
@@ -99,11 +119,14 @@ def write_reports(out: Path, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     lines = []
-    for protocol in sorted({r["protocol"] for r in rows}):
-        cells = [r for r in rows if r["protocol"] == protocol]
+    summary = summarise(rows)
+    for protocol in sorted({r["protocol"] for r in summary}):
+        cells = [r for r in summary if r["protocol"] == protocol]
+        seeds = sorted({r["seeds"] for r in cells})
         lengths = sorted({int(r["bits"]) for r in cells})
         lines += [f"### Fashion-MNIST, protocol `{protocol}`", "",
-                  "mAP@all / mAP@1000 / P@H≤2 / training time (epochs)", "",
+                  "mAP@all / mAP@1000 / P@H≤2 / training time (epochs)"
+                  + (f", mean ± std over {'/'.join(map(str, seeds))} seeds" if seeds != [1] else ""), "",
                   "| method | " + " | ".join(f"{b} bits" for b in lengths) + " |",
                   "|---|" + "---|" * len(lengths)]
         methods = [m for m in ALL_METHODS if any(r["method"] == m for r in cells)]
@@ -114,7 +137,7 @@ def write_reports(out: Path, rows: list[dict]) -> None:
         if len(lengths) > 1:
             fig, ax = plt.subplots(figsize=(8, 4.5))
             for m in methods:
-                pts = sorted((int(r["bits"]), float(r["map@all"])) for r in cells if r["method"] == m)
+                pts = sorted((int(r["bits"]), float(r["map@all"].split(" ± ")[0])) for r in cells if r["method"] == m)
                 ax.plot(*zip(*pts), marker="o", label=m)
             ax.set(xlabel="bits", ylabel="mAP@all", title=f"Fashion-MNIST ({protocol} protocol)", xticks=lengths)
             ax.grid(alpha=0.3)
@@ -128,28 +151,30 @@ def write_reports(out: Path, rows: list[dict]) -> None:
 @click.command()
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True, help="Comma-separated methods.")
 @click.option("--bits", "bits_list", default="12,24,32,48", show_default=True, help="Comma-separated code lengths.")
-@click.option("--protocol", type=click.Choice(["full", "per-class"]), default="full", show_default=True)
+@click.option("--protocol", type=click.Choice(["full", "per-class", "unseen"]), default="full", show_default=True)
+@click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Train each cell with seeds 0 … N−1; reports show mean ± std.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/compare"), show_default=True)
 @click.option("--train-arg", "extra", multiple=True, help="Extra argument passed to every `dhash train` (repeatable).")
-def main(methods: str, bits_list: str, protocol: str, out: Path, extra: tuple[str, ...]) -> None:
+def main(methods: str, bits_list: str, protocol: str, seeds: int, out: Path, extra: tuple[str, ...]) -> None:
     """Train + evaluate each (method, bits) cell on Fashion-MNIST; resumable."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
     rows = _load(results)
-    done = {(r["protocol"], r["method"], r["bits"]) for r in rows}
-    for bits in [int(b) for b in bits_list.split(",")]:
-        for method in methods.split(","):
-            if (protocol, method, str(bits)) in done:
-                continue
-            console.print(f"[bold]{protocol} / {method} / {bits} bits[/] …")
-            row = run_cell(out, protocol, method, bits, extra)
-            rows.append({k: str(v) for k, v in row.items()})
-            _save(results, rows)
-            console.print(f"  mAP@all {row['map@all']}  mAP@1000 {row['map@1000']}  P@H<=2 {row['p@h<=2']}  ({row['train_seconds']} s)")
+    done = {(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows}
+    cells = [(b, m, s) for b in map(int, bits_list.split(",")) for m in methods.split(",") for s in range(seeds)]
+    for bits, method, seed in cells:
+        if (protocol, method, str(bits), str(seed)) in done:
+            continue
+        console.print(f"[bold]{protocol} / {method} / {bits} bits / seed {seed}[/] …")
+        row = run_cell(out, protocol, method, bits, seed, extra)
+        rows.append({k: str(v) for k, v in row.items()})
+        _save(results, rows)
+        console.print(f"  mAP@all {row['map@all']}  mAP@1000 {row['map@1000']}  P@H<=2 {row['p@h<=2']}  ({row['train_seconds']} s)")
     write_reports(out, rows)
-    table = Table("protocol", "method", "bits", "mAP@all", "mAP@1000", "P@H≤2", "train s")
-    for r in rows:
-        table.add_row(r["protocol"], r["method"], r["bits"], r["map@all"], r["map@1000"], r["p@h<=2"], r["train_seconds"])
+    table = Table("protocol", "method", "bits", "seeds", "mAP@all", "mAP@1000", "P@H≤2", "train s")
+    for r in summarise(rows):
+        table.add_row(r["protocol"], r["method"], str(r["bits"]), str(r["seeds"]), *(r[s] for s in SCORES), r["train_seconds"])
     console.print(table)
     console.print(f"wrote {results}, {out / 'results.md'}")
 

@@ -63,3 +63,15 @@ def test_cell_killed_mid_training_resumes(tmp_path):
     (row,) = csv.DictReader((tmp_path / "results.csv").open())
     assert row["method"] == "dsh" and row["epochs"] == "12" and 0.0 < float(row["map@all"]) <= 1.0
     assert float(row["train_seconds"]) >= sum(r["seconds"] for r in before)
+
+
+def test_seeds_report_mean_and_std(tmp_path):
+    proc = subprocess.run(_cmd(tmp_path, "lsh", "8", "--seeds", "2"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [(r["method"], r["seed"]) for r in rows] == [("lsh", "0"), ("lsh", "1")]
+    assert rows[0]["map@all"] != rows[1]["map@all"]  # a seed changes the hyperplanes and the split
+    values = [float(r["map@all"]) for r in rows]
+    mean, std = sum(values) / 2, abs(values[0] - values[1]) / 2 ** 0.5  # sample std of two values
+    table = (tmp_path / "results.md").read_text()
+    assert f"| lsh | {mean:.3f} ± {std:.3f} / " in table and "mean ± std over 2 seeds" in table
