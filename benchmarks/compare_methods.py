@@ -26,7 +26,7 @@ from rich.table import Table
 
 from dhash.learn.methods import get_method
 
-ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "hashnet", "dsh", "itq", "lsh"]
+ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "hashnet", "dsh", "classifier", "itq", "pca-rr", "lsh"]
 # dha-t needs graded similarity: on single-label Fashion-MNIST cos(labels) is 0 or 1 and it trains exactly
 # as dha does (same seed, same numbers), so it runs only when asked for with --methods.
 DEFAULT_METHODS = [m for m in ALL_METHODS if m != "dha-t"]

@@ -6,7 +6,7 @@ import torch
 from dhash.search.codes import pack_codes
 from dhash.errors import DHashError
 from dhash.learn.methods import get_method
-from dhash.learn.methods.classic import ITQ, LSH, ITQParams, LSHParams, itq_rotation, pca
+from dhash.learn.methods.classic import ITQ, LSH, PCARR, ITQParams, LSHParams, itq_rotation, pca
 
 
 def structured(n=3000, dim=96, classes=10, latent=8, seed=0):
@@ -118,3 +118,19 @@ def test_errors_are_one_line_dhash_errors():
     with pytest.raises(DHashError, match="10-dimensional"):
         method.project(torch.zeros(3, 12))
     assert ITQParams().iterations == 50
+
+
+def test_pca_rr_is_pca_then_the_seeded_random_rotation():
+    x, labels = structured()
+    method = PCARR(16, 10)
+    method.fit(x, labels, seed=3)
+    assert method.quantisation_loss == []  # no ITQ iterations
+    mean, directions = pca(x, 16)
+    rot, _ = itq_rotation(np.zeros((1, 16)), iterations=0, seed=3)  # the random orthogonal start of ITQ
+    expected = ((x - mean) @ directions) @ rot
+    assert np.allclose(method.project(torch.from_numpy(x)).double().numpy(), expected, atol=1e-3)
+    # ITQ's iterations lower the quantisation loss ‖B − VR‖² below PCA-RR's on the same data and seed
+    itq = ITQ(16, 10)
+    itq.fit(x, labels, seed=3)
+    v = (x - mean) @ directions
+    assert itq.quantisation_loss[-1] < np.square(np.where(v @ rot > 0, 1.0, -1.0) - v @ rot).sum()

@@ -21,6 +21,8 @@ _REGISTRY = {
     "sdsh": "sdsh:SDSH",
     "lsh": "classic:LSH",
     "itq": "classic:ITQ",
+    "pca-rr": "classic:PCARR",
+    "classifier": "classifier:Classifier",
 }
 
 

@@ -1,4 +1,4 @@
-"""Unsupervised baselines that need no gradient training: LSH and ITQ.
+"""Unsupervised baselines that need no gradient training: LSH, ITQ and PCA-RR.
 
 Both work on backbone features (or raw pixels, ``--backbone pixels``): ``fit`` computes a linear
 map in closed form, ``project(x) = (x − mean) · W`` gives real values whose signs are the bits.
@@ -14,6 +14,9 @@ size, so they are resized when a saved model is loaded.
   R (50 iterations in the paper). Each half-step minimises the quantisation loss ``‖B − V R‖²_F``
   over one variable, so the recorded loss never increases. ``W`` is the ``projection`` buffer and
   ``R`` the ``rotation`` buffer.
+- ``pca-rr``: ITQ's own training-free baseline (Gong & Lazebnik): PCA, then the random
+  orthogonal rotation ITQ starts from, then the sign — ``itq`` with no iterations. On frozen pretrained
+  features (``--backbone efficientnet-lite0 --pretrained``) it and ITQ are the training-free references.
 """
 from __future__ import annotations
 
@@ -136,3 +139,16 @@ class ITQ(_LinearHash):
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return super().project(h) @ self.rotation.to(h)
+
+
+@dataclass
+class PCARRParams(ITQParams):
+    iterations: int = field(default=0, metadata={"help": "ITQ alternations after the random rotation (PCA-RR: 0)"})
+
+
+class PCARR(ITQ):
+    """PCA followed by a random orthogonal rotation: ITQ's training-free baseline (PCA-RR)."""
+
+    name = "pca-rr"
+    paper = "Gong & Lazebnik, Iterative Quantization, CVPR 2011 (its PCA-RR baseline)"
+    params_cls = PCARRParams
