@@ -39,7 +39,7 @@ def encode(source: str, model_path: str, output: Path, split: str, batch_size: i
            data_dir: str | None, workers: int | None, threads: int | None, strict: bool) -> None:
     """Encode images (anything --data accepts) into an HDF5 code file with a trained model."""
     from dhash.search.codes import write_code_file
-    from dhash.learn.config import default_workers
+    from dhash.learn.runtime import default_workers
     from dhash.learn.data import load_source
     from dhash.learn.encode import load_model
 

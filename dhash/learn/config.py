@@ -28,9 +28,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import DHashError
+from .runtime import default_workers
 
 DEFAULTS: dict[str, Any] = {
     "data": None,  # required: fashion-mnist | mnist | cifar10 | FOLDER | LIST.txt | FEATURES.h5
@@ -59,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_gamma": 0.1,  # step decay factor
     "head_lr_mult": 10.0,  # learning-rate multiplier of the heads on a pretrained backbone
     "device": "auto",  # auto | cpu | cuda | cuda:N
-    "precision": "auto",  # auto | mixed | float32 (see resolve_precision)
+    "precision": "auto",  # auto | mixed | float32 (see runtime.resolve_precision)
     "seed": 0,
     "workers": None,
     "threads": None,  # CPU threads (None: all CPUs, or OMP_NUM_THREADS)
@@ -215,64 +214,3 @@ def resolve_for_data(config: dict[str, Any], source: Any, method: type) -> dict[
     if config["workers"] is None:
         config["workers"] = default_workers(source)
     return config
-
-
-def default_workers(source: Any) -> int:
-    """Data-loading processes: none for in-memory data, ``min(8, CPUs − 1)`` (at least 1) for image files."""
-    return 0 if source.kind != "paths" else max(1, min(8, cpu_count() - 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; an unavailable CUDA request is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DHashError(f"--device {name}: no CUDA device is available (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise DHashError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast type of training's forward pass, or None for plain float32.
-
-    ``mixed`` (and ``auto`` on CUDA): float16 on CUDA, with a gradient scaler; bfloat16 on the CPU.
-    ``auto`` on the CPU: bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX; 1.3–1.8×
-    faster for the small networks), else float32. Losses are always computed in float32.
-    """
-    if name == "float32":
-        return None
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if name == "mixed" or cpu_has_native_bfloat16() else None
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_count() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def set_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's CPU threads: ``threads``, else ``OMP_NUM_THREADS`` when set, else every CPU this process may use.
-
-    Results on the CPU are reproducible for a given number of threads (the reductions of the
-    convolution gradients are split by thread). On a busy shared machine fewer threads than CPUs
-    can be much faster: PyTorch's threads spin while they wait for each other.
-    """
-    if threads is not None:
-        torch.set_num_threads(threads)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_count())
-    return torch.get_num_threads()
