@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from dhash.cli.main import main
 from dhash.search.codes import read_code_file
-from dhash.learn.config import DEFAULTS, resolve
+from dhash.learn.config import resolve
+from dhash.learn.settings import DEFAULTS
 from dhash.learn.runtime import cpu_has_native_bfloat16, resolve_precision
 from dhash.errors import DHashError
 from dhash.learn.methods import get_method

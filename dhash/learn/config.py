@@ -1,9 +1,10 @@
-"""Training settings: the global defaults, the TOML config file, and the effective config of a run.
+"""Resolving training settings: the TOML config file and the effective config of a run.
 
-Every ``dhash train`` option is a key here (``--batch-size`` ↔ ``batch_size``; dashes and
+The settings themselves (defaults, types, checks, help) are declared once in ``dhash.learn.settings``.
+Every ``dhash train`` option is a key there (``--batch-size`` ↔ ``batch_size``; dashes and
 underscores are interchangeable in config files; method hyper-parameters go in a ``[params]``
 table, backbone options in ``[backbone_options]``). Precedence, highest first: command-line options,
-the config file (``--config FILE.toml``), the method's ``train_defaults``, then ``DEFAULTS``.
+the config file (``--config FILE.toml``), the method's ``train_defaults``, then ``settings.DEFAULTS``.
 Paths in a config file are relative to the working directory, as on the command line.
 
 Keys a method's ``train_defaults`` may set (the trainer honours exactly these): ``TRAIN_DEFAULT_KEYS``.
@@ -30,95 +31,7 @@ from typing import Any
 
 from ..errors import DHashError
 from .runtime import default_workers
-
-DEFAULTS: dict[str, Any] = {
-    "data": None,  # required: fashion-mnist | mnist | cifar10 | FOLDER | LIST.txt | FEATURES.h5
-    "data_dir": None,
-    "method": None,  # required
-    "bits": 32,
-    "protocol": None,  # full | per-class | random; None: from the data
-    "queries_per_class": 100,
-    "train_per_class": 500,
-    "limit": None,  # train on a seeded random subset of this many training items
-    "backbone": None,  # None: from the data and the method
-    "backbone_options": {},
-    "pretrained": None,
-    "weights": None,  # state-dict file for the backbone
-    "cbam": None,  # False: cbam-cnn without its CBAM modules (--no-cbam)
-    "no_pretrain": False,  # expo: no classification pre-training (pretrain_epochs = 0)
-    "params": {},  # method hyper-parameters
-    "epochs": 28,  # Fashion-MNIST, small-cnn: ≈ 9 minutes on 2 cores with bfloat16, the comparison's budget
-    "batch_size": 128,
-    "optimizer": "adam",  # adam | sgd
-    "lr": 1e-3,
-    "momentum": 0.9,  # SGD only
-    "weight_decay": 0.0,
-    "lr_decay": "cosine",  # cosine (per step, to 0) | step | none
-    "lr_step": None,  # step decay: epochs between decays (None: a third of the run)
-    "lr_gamma": 0.1,  # step decay factor
-    "head_lr_mult": 10.0,  # learning-rate multiplier of the heads on a pretrained backbone
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "precision": "auto",  # auto | mixed | float32 (see runtime.resolve_precision)
-    "seed": 0,
-    "workers": None,
-    "threads": None,  # CPU threads (None: all CPUs, or OMP_NUM_THREADS)
-}
-
-TRAIN_DEFAULT_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "epochs",
-                      "lr_decay", "lr_step", "lr_gamma", "head_lr_mult")
-
-# keys that may differ when a run is resumed (where and how fast it runs, not what it computes)
-RUNTIME_KEYS = ("device", "precision", "workers", "threads", "data_dir")
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "data": str, "data_dir": str, "method": str, "bits": int, "protocol": str,
-    "queries_per_class": int, "train_per_class": int, "limit": int, "backbone": str,
-    "backbone_options": dict, "pretrained": bool, "weights": str, "cbam": bool, "no_pretrain": bool,
-    "params": dict, "epochs": int, "batch_size": int, "optimizer": str, "lr": (int, float),
-    "momentum": (int, float), "weight_decay": (int, float), "lr_decay": str, "lr_step": int,
-    "lr_gamma": (int, float), "head_lr_mult": (int, float), "device": str, "precision": str, "seed": int, "workers": int,
-    "threads": int,
-}
-_CHOICES = {
-    "protocol": ("full", "per-class", "random"),
-    "optimizer": ("adam", "sgd"),
-    "lr_decay": ("cosine", "step", "none"),
-    "precision": ("auto", "mixed", "float32"),
-}
-_MINIMUM = {"bits": 1, "queries_per_class": 1, "train_per_class": 1, "limit": 2, "epochs": 1,
-            "batch_size": 2, "lr_step": 1, "workers": 0, "threads": 1, "seed": 0}
-_POSITIVE = ("lr", "lr_gamma", "head_lr_mult")
-
-
-def check_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Normalise keys (``-`` → ``_``) and check names, types and ranges; ``where`` names the origin in errors."""
-    out: dict[str, Any] = {}
-    for raw_key, value in values.items():
-        key = raw_key.replace("-", "_")
-        if key not in DEFAULTS:
-            raise DHashError(f"{where}: unknown setting '{raw_key}' (known: {', '.join(DEFAULTS)})")
-        if value is None:
-            out[key] = None
-            continue
-        typ = _TYPES[key]
-        if isinstance(value, bool) and typ is not bool or not isinstance(value, typ):
-            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-            raise DHashError(f"{where}: '{raw_key}' must be a {names}, got {value!r}")
-        if key in ("params", "backbone_options"):
-            value = {str(k).replace("-", "_"): v for k, v in value.items()}
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise DHashError(f"{where}: '{raw_key}' must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        if key in _MINIMUM and value < _MINIMUM[key]:
-            raise DHashError(f"{where}: '{raw_key}' must be at least {_MINIMUM[key]}, got {value}")
-        if key in _POSITIVE and value <= 0 or key in ("weight_decay", "momentum") and value < 0:
-            raise DHashError(f"{where}: '{raw_key}' must be {'positive' if key in _POSITIVE else 'non-negative'}, got {value}")
-        if key == "bits" and value > 1024:
-            raise DHashError(f"{where}: 'bits' must be at most 1024, got {value}")
-        if key == "device" and not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
-            raise DHashError(f"{where}: 'device' must be auto, cpu, cuda or cuda:N, got {value!r}")
-        out[key] = float(value) if typ == (int, float) else value
-    return out
-
+from .settings import DEFAULTS, TRAIN_DEFAULT_KEYS, check_settings
 
 def read_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
     """Read and check a TOML config file (top-level keys = option names, plus ``[params]``).

@@ -36,12 +36,13 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from .config import DEFAULTS, RUNTIME_KEYS, check_settings, resolve, resolve_for_data
+from .config import resolve, resolve_for_data
 from .data import ImageDataset, Source, Split, build_transform, load_source, make_split
 from ..errors import DHashError
 from .methods import Method, NetOutput, TrainState, get_method, parse_params
 from .models import HashNetwork
 from .run import Run, plain, save_model
+from .settings import DEFAULTS, RUNTIME_KEYS, check_settings
 from .runtime import build_network, forward_batches, make_progress, resolve_device, resolve_precision, set_cpu_threads
 
 
