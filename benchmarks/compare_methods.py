@@ -1,6 +1,6 @@
 """Train and evaluate every method at several code lengths: the comparison table of the seed papers.
 
-Each cell runs ``dhash train`` then ``dhash evaluate --model … --json`` (the commands a user runs) and
+Each cell runs ``dhash train`` then ``dhash evaluate --model … --format json`` (the commands a user runs) and
 appends a row to ``OUT/results.csv``; finished cells are skipped, so an interrupted run resumes.
 Writes ``results.md`` (mAP@all, mAP@1000, P@H<=2 and training time per method and length) and
 ``map_vs_bits_PROTOCOL.png`` (mAP@all against code length, one line per method).
@@ -76,7 +76,7 @@ def run_cell(out: Path, protocol: str, method: str, bits: int, extra: tuple[str,
                    "--protocol", protocol, "-o", str(run), *extra)
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     seconds = float(timing.read_text())
-    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--json"))
+    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--format", "json"))
     config = json.loads((run / "config.json").read_text())
     return {
         "protocol": protocol, "method": method, "bits": bits,

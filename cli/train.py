@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import textwrap
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dhash.cli.options import console_warnings, output_option
 from dhash.learn.config import read_config_file
 from dhash.errors import DHashError
 from dhash.learn.methods import describe_params, get_method, method_names
 from dhash.learn.settings import DEFAULTS, FIELDS, TYPES, check_settings
-
-
-@contextmanager
-def console_warnings(console: Console) -> Iterator[None]:
-    """Show Python warnings (e.g. unreadable images skipped while loading data) as one yellow line each."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *args, **kwargs: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-        yield
 
 
 def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -134,7 +124,7 @@ def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @settings_options
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Run folder to create (or resume).")
+@output_option("Run folder to create (or resume).", folder=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of settings.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
 @click.option("--list-methods", is_flag=True, is_eager=True, expose_value=False, callback=_list_methods,
