@@ -1,6 +1,6 @@
 """Train and evaluate every method at several code lengths: the comparison table of the seed papers.
 
-Each cell runs ``dhash train`` then ``dhash evaluate --model … --json`` (the commands a user runs) and
+Each cell runs ``dhash train`` then ``dhash evaluate --model … --format json`` (the commands a user runs) and
 appends a row to ``OUT/results.csv``; finished cells are skipped, so an interrupted run resumes.
 Writes ``results.md`` (mAP@all, mAP@1000, P@H<=2 and training time per method and length; with
 ``--seeds N`` each cell is trained with seeds 0 … N−1 and reported as mean ± sample standard deviation)
@@ -79,7 +79,7 @@ def run_cell(out: Path, protocol: str, method: str, bits: int, seed: int, extra:
                    "--protocol", protocol, "--seed", str(seed), "-o", str(run), *extra)
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     seconds = float(timing.read_text())
-    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--json"))
+    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--format", "json"))
     config = json.loads((run / "config.json").read_text())
     return {
         "protocol": protocol, "method": method, "bits": bits, "seed": seed,

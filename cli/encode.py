@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from dhash.cli.train import console_warnings
+from dhash.cli.options import console_warnings, data_dir_option, device_option, model_option, output_option, threads_option
 
 SHOWN = 20  # unreadable files listed by name; the rest are counted
 
@@ -25,26 +25,26 @@ the data the model was trained on; --split all (the default) encodes every item 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("source")
-@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False), help="model.pt of a training run.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HDF5 code file to write.")
+@model_option("The trained model", required=True)
+@output_option("HDF5 code file to write.", required=True)
 @click.option("--split", type=click.Choice(["query", "database", "train", "all"]), default="all", show_default=True,
               help="Part of the run's saved split to encode.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where fashion-mnist / mnist / cifar10 are looked for first.")
+@device_option()
+@data_dir_option()
 @click.option("--workers", type=click.IntRange(min=0), help="Image-loading processes  [default: 0 for in-memory data, more for image files]")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads  [default: all CPUs, or $OMP_NUM_THREADS]")
+@threads_option("all CPUs, or $OMP_NUM_THREADS")
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
-def encode(source: str, model_path: str, output: Path, split: str, batch_size: int, device: str,
+def encode(source: str, model: Path, output: Path, split: str, batch_size: int, device: str,
            data_dir: str | None, workers: int | None, threads: int | None, strict: bool) -> None:
     """Encode images (anything --data accepts) into an HDF5 code file with a trained model."""
     from dhash.search.codes import write_code_file
-    from dhash.learn.config import default_workers
+    from dhash.learn.runtime import default_workers
     from dhash.learn.data import load_source
     from dhash.learn.encode import load_model
 
     console = Console(stderr=True)
-    encoder = load_model(model_path, device)
+    encoder = load_model(model, device)
     with console_warnings(console):
         data = load_source(source, data_dir or encoder.record.get("data", {}).get("data_dir"), strict=strict, progress=True)
     indices = encoder.split_indices(data, split)
@@ -55,6 +55,6 @@ def encode(source: str, model_path: str, output: Path, split: str, batch_size: i
     if unreadable:
         listed = "\n  ".join(unreadable[:SHOWN]) + (f"\n  … and {len(unreadable) - SHOWN} more" if len(unreadable) > SHOWN else "")
         console.print(f"[yellow]warning:[/] {len(unreadable)} unreadable images skipped:\n  {listed}", highlight=False, soft_wrap=True)
-    inputs = [model_path] + ([source] if Path(source).is_file() else [])
+    inputs = [str(model)] + ([source] if Path(source).is_file() else [])
     write_code_file(output, codes, inputs=inputs)
     console.print(f"[green]wrote[/] {output}: {len(codes):,} codes of {codes.bits} bits ({split} of {data.name})", highlight=False, soft_wrap=True)

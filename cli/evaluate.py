@@ -1,7 +1,6 @@
-"""``dhash evaluate``: retrieval metrics of labelled codes (or of a trained run), as a table or JSON, with plots."""
+"""``dhash evaluate``: retrieval metrics of labelled codes (or of a trained run), as a table, JSON or CSV, with plots."""
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -10,13 +9,16 @@ from typing import Any
 import click
 from rich.console import Console
 
+from dhash.cli.options import (csv_text, device_option, emit, format_option, model_file, model_option, output_format,
+                               output_option, plain_text, threads_option)
 from dhash.evaluate.metrics import GAINS, NORMALIZERS, TIES
 
 EPILOG = """
 \b
 Examples:
   dhash evaluate --queries q.h5 --database db.h5 --map-at 5000
-  dhash evaluate --queries q.h5 --database db.h5 --map-at 1000,all --ties average --json
+  dhash evaluate --queries q.h5 --database db.h5 --map-at 1000,all --ties average --format json
+  dhash evaluate --compare runs/dha32 runs/dpsh32 -o comparison.csv
   dhash evaluate --model runs/dha32/model.pt --curves figs/dha32
   dhash evaluate --compare runs/dha32 runs/dpsh32 ITQ=itq_q.h5,itq_db.h5 --curves figs/cmp
 
@@ -27,10 +29,12 @@ two code files QUERIES.h5,DATABASE.h5; prefix NAME= to name it in the legend. --
 --database or --model, when given too, are the first entry.
 
 \b
-Output: a table, or with --json one JSON object: the metrics under their usual names (map@5000,
-map@all, p@h<=2, precision@1000, recall@1000, ndcg@100, ...) plus queries, database, bits and
-the conventions used; with --compare, {"runs": {NAME: that object, ...}}. --curves DIR writes
-pr_hamming.png, precision_radius.png, precision_at_k.png and their data, radius.csv and topk.csv.
+Output (--format, default: from the extension of -o, else a table): a table; json: one JSON
+object, the metrics under their usual names (map@5000, map@all, p@h<=2, precision@1000,
+recall@1000, ndcg@100, ...) plus queries, database, bits and the conventions used, with --compare
+{"runs": {NAME: that object, ...}}; csv: one row per run, its numbers. --json is an old spelling of
+--format json. --curves DIR writes pr_hamming.png, precision_radius.png, precision_at_k.png and
+their data, radius.csv and topk.csv.
 
 \b
 Conventions (docs/metrics.md): relevant = shares at least one label with the query. mAP@K
@@ -58,11 +62,6 @@ def _ints(value: str | None, name: str, allow_all: bool = False) -> list[int | s
     return out
 
 
-def _model_path(spec: str) -> Path:
-    path = Path(spec)
-    return path / "model.pt" if path.is_dir() else path
-
-
 def _entry(spec: str) -> tuple[str, tuple[str, ...] | Path]:
     """A --compare RUN: ``[NAME=]QUERIES.h5,DATABASE.h5`` or ``[NAME=]RUN_DIR|MODEL.pt`` -> (name, source)."""
     name, _, body = spec.partition("=") if "=" in spec else ("", "", spec)
@@ -71,7 +70,7 @@ def _entry(spec: str) -> tuple[str, tuple[str, ...] | Path]:
         if len(files) != 2 or not all(files):
             raise click.BadParameter(f"expected QUERIES.h5,DATABASE.h5, got {body!r}", param_hint="RUN")
         return name or Path(files[0]).stem, files
-    model = _model_path(body)
+    model = model_file(body)
     return name or (model.parent.name if model.name == "model.pt" else model.stem), model
 
 
@@ -94,7 +93,14 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _render(results: dict[str, dict[str, Any]]) -> str:
+def _csv(results: dict[str, dict[str, Any]]) -> str:
+    """One row per run: its name and its numbers (metrics, sizes, bits)."""
+    first = next(iter(results.values()))
+    keys = ["run", *(k for k, v in first.items() if isinstance(v, (int, float)) and not isinstance(v, bool))]
+    return csv_text([{"run": name, **res} for name, res in results.items()], keys)
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
     from rich.table import Table
 
     first = next(iter(results.values()))
@@ -116,21 +122,17 @@ def _render(results: dict[str, dict[str, Any]]) -> str:
             table.add_column(col, justify="left" if col == "run" else "right")
         for name, res in results.items():
             table.add_row(name, *(_fmt(res.get(key, "")) for key in ("bits", "queries", "database", *metrics)))
-    out = Console(file=io.StringIO(), width=max(100, 14 * (len(metrics) + 4)), color_system=None)
-    out.print(table)
-    out.print(notes, highlight=False)
-    return out.file.getvalue()
+    return plain_text(table, notes, width=max(100, 14 * (len(metrics) + 4)))
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--queries", "-q", "queries", type=click.Path(dir_okay=False), help="Query code file (HDF5, labelled).")
 @click.option("--database", "-d", "database", type=click.Path(dir_okay=False),
               help="Database code file (HDF5, labelled).")
-@click.option("--model", "model", metavar="RUN",
-              help="A trained run (folder or its model.pt): encode its query and database splits, then evaluate.")
+@model_option("A trained run: encode its query and database splits, then evaluate")
 @click.option("--data", metavar="SPEC",
               help="Where the run's data set is, if not where it was at training time (with --model).")
-@click.option("--device", default="auto", show_default=True, help="Device for encoding: auto | cpu | cuda | cuda:N")
+@device_option("Device for encoding")
 @click.option("--map-at", "map_at", default="all", show_default=True, metavar="K|all[,...]",
               help="mAP cut-offs, e.g. 5000 or 1000,all.")
 @click.option("--precision-radius", type=click.IntRange(min=0), default=2, show_default=True,
@@ -147,13 +149,15 @@ def _render(results: dict[str, dict[str, Any]]) -> str:
 @click.option("--curves", "curves_dir", type=click.Path(file_okay=False),
               help="Write PNG plots and CSV tables of the curves to this folder.")
 @click.option("--compare", is_flag=True, help="Evaluate each RUN argument and compare them (see below).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads  [default: all cores]")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@threads_option()
+@format_option()
+@output_option("Write the metrics here instead of stdout.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
 @click.argument("runs", nargs=-1, metavar="[RUN]...")
-def evaluate(queries: str | None, database: str | None, model: str | None, data: str | None, device: str,
+def evaluate(queries: str | None, database: str | None, model: Path | None, data: str | None, device: str,
              map_at: str, precision_radius: int, precision_at: str, ndcg_at: str | None, gain: str, ties: str,
-             normalizer: str, curves_dir: str | None, compare: bool, threads: int | None, as_json: bool,
-             runs: tuple[str, ...]) -> None:  # fmt: skip
+             normalizer: str, curves_dir: str | None, compare: bool, threads: int | None, fmt: str | None,
+             output: Path | None, as_json: bool, runs: tuple[str, ...]) -> None:  # fmt: skip
     """Retrieval metrics of query codes against database codes: mAP@K, precision and recall within a
     Hamming radius and at K, NDCG@K for multi-label data; optional plots and run comparisons."""
     if (queries is None) != (database is None):
@@ -168,15 +172,22 @@ def evaluate(queries: str | None, database: str | None, model: str | None, data:
         raise click.UsageError("give --queries and --database, or --model, or --compare RUN...")
     if data is not None and model is None and not runs:
         raise click.UsageError("--data is only used with --model or --compare RUN")
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json means --format json, not --format {fmt}")
+    fmt = "json" if as_json else output_format(fmt, output)
 
     entries: list[tuple[str, tuple[str, ...] | Path]] = []
     if queries is not None:
         entries.append((Path(queries).stem, (queries, database)))
     elif model is not None:
-        path = _model_path(model)
-        entries.append((path.parent.name if path.name == "model.pt" else path.stem, path))
+        entries.append((model.parent.name if model.name == "model.pt" else model.stem, model))
     entries += [_entry(spec) for spec in runs]
 
+    inputs = [p for _, source in entries for p in (source if isinstance(source, tuple) else (source,))]
+    if output is not None:
+        from dhash.atomic import check_not_input
+
+        check_not_input(output, inputs)  # before evaluating, not after
     options = dict(
         map_at=_ints(map_at, "--map-at", allow_all=True),
         precision_radius=precision_radius,
@@ -188,7 +199,7 @@ def evaluate(queries: str | None, database: str | None, model: str | None, data:
         curves=curves_dir is not None,
         threads=threads,
     )
-    progress = not as_json and sys.stderr.isatty()
+    progress = fmt == "table" and sys.stderr.isatty()
     results: dict[str, dict[str, Any]] = {}
     for name, source in entries:
         unique, n = name, 2
@@ -203,8 +214,9 @@ def evaluate(queries: str | None, database: str | None, model: str | None, data:
         first = next(iter(results.values()))
         written = write_curves(curves, curves_dir, subtitle=f"ties={first['ties']}")
         Console(stderr=True).print(f"[green]wrote[/] {len(written)} files to {curves_dir}", highlight=False)
-    if as_json:
+    if fmt == "json":
         obj = next(iter(results.values())) if len(results) == 1 else {"runs": results}
-        click.echo(json.dumps(obj, indent=1))
+        text = json.dumps(obj, indent=1) + "\n"
     else:
-        click.echo(_render(results), nl=False)
+        text = _csv(results) if fmt == "csv" else _table(results)
+    emit(text, output, inputs, f": metrics of {len(results)} run{'s' if len(results) > 1 else ''}")

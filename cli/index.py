@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from dhash.cli.options import output_option
+
 EPILOG = """
 \b
 Examples:
@@ -21,7 +23,7 @@ queries where hashing would be slower (e.g. uniform random codes).
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("codes", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Index file to write.")
+@output_option("Index file to write.", required=True)
 @click.option("--kind", type=click.Choice(["auto", "linear", "mih"]), default="auto", show_default=True,
               help="Linear scan, multi-index hashing, or MIH for large databases.")
 @click.option("--substrings", type=click.IntRange(min=1),

@@ -1,17 +1,17 @@
 """``dhash query``: exact k-NN or radius search of an index file, printed or written as table/JSON/CSV."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import click
-import numpy as np
 from rich.console import Console
 
+from dhash.cli.options import (csv_text, data_dir_option, device_option, emit, format_option, model_option,
+                               output_format, output_option, plain_text, threads_option)
 from dhash.search.codes import CodeFile
-from dhash.search.index_file import IndexFile, load_index
+from dhash.search.index_file import load_index
+from dhash.search.results import result_records
 
 EPILOG = """
 \b
@@ -49,66 +49,12 @@ def _load_queries(codes: Path | None, images: tuple[str, ...], model: Path | Non
     return (q if codes is not None else CodeFile(q_codes, q_bits, ids=list(images))), inputs
 
 
-def _draw_grid(path: Path, q: CodeFile, from_files: bool, loaded: IndexFile, idx: np.ndarray,
-               data_dir: str | None) -> None:
-    """The retrieval picture: each query and its results, framed by relevance (shared label)."""
-    from dhash.errors import DHashError
-    from dhash.evaluate.gallery import images_by_id, retrieval_grid
-
-    if q.ids is None or loaded.ids is None:
-        raise DHashError("--grid needs ids in the query code file and in the index (as `dhash encode` writes)")
-    db_data = loaded.attrs.get("source_dataset")
-    if db_data is None:
-        raise DHashError(f"{loaded.attrs.get('source', 'index')}: no 'dataset' attribute, cannot find the images")
-    if from_files:
-        from PIL import Image
-
-        q_images = [np.asarray(Image.open(p).convert("RGB")) for p in q.ids]
-    else:
-        q_images = images_by_id(q.attrs.get("dataset", db_data), q.ids, data_dir)
-    rows = [[int(i) for i in r if i >= 0] for r in idx]
-    db_images = images_by_id(db_data, [loaded.ids[i] for r in rows for i in r], data_dir)
-    results, start = [], 0
-    for r in rows:
-        results.append(db_images[start:start + len(r)])
-        start += len(r)
-    has_labels = q.labels is not None and loaded.labels is not None
-    relevant = [[bool(np.any(q.labels[n] & loaded.labels[i])) if has_labels else None for i in r]
-                for n, r in enumerate(rows)]
-    retrieval_grid(q_images, results, relevant, path)
-
-
-def _rows(dist: np.ndarray, idx: np.ndarray, lims: np.ndarray | None, ids: list[str] | None) -> list[dict]:
-    """Result records in query, rank order (padding of k > N left out)."""
-    if lims is None:
-        nq, k = idx.shape
-        qs, ranks = np.repeat(np.arange(nq), k), np.tile(np.arange(1, k + 1), nq)
-        dist, idx = dist.ravel(), idx.ravel()
-    else:
-        counts = np.diff(lims)
-        qs = np.repeat(np.arange(len(counts)), counts)
-        ranks = np.arange(len(idx)) - np.repeat(lims[:-1], counts) + 1
-    keep = idx >= 0
-    rows = []
-    for q, r, i, d in zip(qs[keep].tolist(), ranks[keep].tolist(), idx[keep].tolist(), dist[keep].tolist()):
-        row = {"query": q, "rank": r, "index": i}
-        if ids is not None:
-            row["id"] = ids[i]
-        row["distance"] = d
-        rows.append(row)
-    return rows
-
-
 def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
     keys = ["query", "rank", "index"] + (["id"] if has_ids else []) + ["distance"]
     if fmt == "json":
         return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
+        return csv_text(rows, keys)
     from rich.table import Table
 
     table = Table(title=title)
@@ -116,9 +62,7 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
         table.add_column(key, justify="left" if key == "id" else "right")
     for row in rows:
         table.add_row(*(str(row[key]) for key in keys))
-    out = Console(file=io.StringIO(), width=200, color_system=None)
-    out.print(table)
-    return out.file.getvalue()
+    return plain_text(table, width=200)
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -126,19 +70,19 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
 @click.option("--codes", type=click.Path(dir_okay=False, path_type=Path), help="HDF5 code file of query codes.")
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="Query image file (repeatable); needs --model.")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), help="model.pt that encodes --image.")
-@click.option("--device", default="auto", show_default=True, help="Device for --model: auto | cpu | cuda | cuda:N")
+@model_option("The model that encodes --image")
+@device_option("Device for --model")
 @click.option("-k", "k", type=click.IntRange(min=1), help="Number of nearest neighbours per query.")
 @click.option("--radius", type=click.IntRange(min=0), help="Return every code within this Hamming distance.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads  [default: all cores]")
+@threads_option()
 @click.option("--kernel", type=click.Choice(["auto", "portable", "avx2", "avx512"]), default="auto", show_default=True,
               help="Distance kernel (auto: $DHASH_KERNEL, else the best this CPU has).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), help="Output format.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@format_option()
+@output_option("Write the results here instead of stdout.")
 @click.option("--first", type=click.IntRange(min=1), help="Only the first N queries.")
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw a PNG: each query, then its results framed green (shares a label) or red.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="With --grid: where the dataset's images are.")
+@data_dir_option("With --grid: where the dataset's images are.")
 def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: Path | None, device: str,
           k: int | None, radius: int | None, threads: int | None, kernel: str, fmt: str | None,
           output: Path | None, first: int | None, grid: Path | None, data_dir: str | None) -> None:
@@ -151,11 +95,9 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
         raise click.UsageError("--model is only used with --image")
     if (k is None) == (radius is None):
         raise click.UsageError("give exactly one of -k K and --radius R")
-    if fmt is None:
-        suffix = output.suffix.lower() if output is not None else ""
-        fmt = {".json": "json", ".csv": "csv"}.get(suffix, "table")
+    fmt = output_format(fmt, output)
 
-    from dhash.atomic import atomic_path, check_not_input
+    from dhash.atomic import check_not_input
 
     loaded = load_index(index_path)
     ix = loaded.index
@@ -172,21 +114,17 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
     lims = None
     if k is not None:
         dist, idx = ix.search(q, k, threads, kern)
-        rows = _rows(dist, idx, None, loaded.ids)
+        rows = result_records(dist, idx, None, loaded.ids)
         title = f"{k} nearest of {ix.ntotal:,} codes"
     else:
         lims, dist, idx = ix.range_search(q, radius, threads, kern)
-        rows = _rows(dist, idx, lims, loaded.ids)
+        rows = result_records(dist, idx, lims, loaded.ids)
         title = f"codes within distance {radius} ({ix.ntotal:,} codes)"
     if grid is not None:
         grid_idx = idx if lims is None else [idx[a:b][:10] for a, b in zip(lims[:-1], lims[1:])]
-        _draw_grid(grid, qfile, codes is None, loaded, grid_idx, data_dir)
+        from dhash.evaluate.gallery import query_grid
+
+        query_grid(grid, qfile, loaded, grid_idx, query_files=codes is None, data_dir=data_dir)
         Console(stderr=True).print(f"[green]wrote[/] {grid}", highlight=False)
-    text = _render(rows, fmt, loaded.ids is not None, title)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    with atomic_path(output, inputs) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    Console(stderr=True).print(f"[green]wrote[/] {output}: {len(rows):,} results for {len(q):,} queries",
-                               highlight=False, soft_wrap=True)
+    emit(_render(rows, fmt, loaded.ids is not None, title), output, inputs,
+         f": {len(rows):,} results for {len(q):,} queries")

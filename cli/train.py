@@ -1,9 +1,8 @@
 """``dhash train``: train a hashing network (or fit a closed-form method) into a run folder."""
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dhash.learn.config import DEFAULTS, check_settings, read_config_file
-from dhash.learn.data import PROTOCOLS
+from dhash.cli.options import console_warnings, output_option
+from dhash.learn.config import read_config_file
 from dhash.errors import DHashError
 from dhash.learn.methods import describe_params, get_method, method_names
-from dhash.learn.models import backbone_names
-
-
-@contextmanager
-def console_warnings(console: Console) -> Iterator[None]:
-    """Show Python warnings (e.g. unreadable images skipped while loading data) as one yellow line each."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *args, **kwargs: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-        yield
+from dhash.learn.settings import DEFAULTS, FIELDS, TYPES, check_settings
 
 
 def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -60,6 +50,23 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _file_only() -> str:
+    """The settings with no option, for the epilog."""
+    parts = []
+    for name, field in FIELDS.items():
+        if not field.metadata["option"] and name != "backbone_options":
+            default = DEFAULTS[name]
+            parts.append(f"{name} ({field.metadata['help']})" if default is None else f"{name} ({default}: {field.metadata['help']})")
+    return ", ".join(parts)
+
+
+_CONFIG_FILE = textwrap.fill(
+    "Every option can be set in the TOML file given by --config, with the option's name as key (dashes or "
+    "underscores), method parameters in a [params] table and backbone options in a [backbone_options] table; "
+    "precedence: options > config file > the method's training defaults > built-in defaults. Settings only for "
+    f"the file: {_file_only()}, output.", width=96)
+
+
 EPILOG = f"""
 \b
 Examples:
@@ -70,12 +77,7 @@ Examples:
   dhash train --list-methods                                   # methods and their --param keys
 
 \b
-Every option can be set in the TOML file given by --config, with the option's name as key
-(dashes or underscores), method parameters in a [params] table and backbone options in a
-[backbone_options] table; precedence: options > config file > the method's training defaults >
-built-in defaults. Settings only for the file: momentum ({DEFAULTS['momentum']}), lr_step (epochs between
-step decays; default a third of the run), lr_gamma ({DEFAULTS['lr_gamma']}), head_lr_mult
-({DEFAULTS['head_lr_mult']}: learning-rate multiplier of the heads on a pretrained backbone), output.
+{_CONFIG_FILE}
 
 \b
 Default backbone: the method's own (hegh: cbam-cnn), else small-cnn for in-memory image sets up
@@ -85,35 +87,44 @@ config), split.npz, metrics.jsonl, checkpoint.pt (every epoch) and model.pt.
 """
 
 
+def _click_type(name: str) -> Any:
+    """The Click type of a setting's option: its choices, a path, or its value type."""
+    meta = FIELDS[name].metadata
+    kind = meta["cli"].get("type")
+    if meta["choices"]:
+        return click.Choice(meta["choices"])
+    if callable(kind):
+        return click.Choice(kind())
+    if kind in ("file", "dir"):
+        return click.Path(dir_okay=kind != "file", file_okay=kind != "dir")
+    return {int: int, float: float}.get(TYPES[name][-1], str)
+
+
+def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command`` with one option per setting that has one (see ``dhash.learn.settings``).
+
+    Options default to None, so the command sees only the settings given on the command line.
+    """
+    for name, field in reversed(FIELDS.items()):
+        meta = field.metadata
+        if not meta["option"]:
+            continue
+        extra = dict(meta["cli"])
+        decls = extra.pop("decls", (f"--{name.replace('_', '-')}",))
+        extra.pop("type", None)
+        help_ = meta["help"]
+        if meta["show_default"]:
+            origin = ", or the method's" if meta["method_default"] else ""
+            help_ += f"{'  ' if help_ else ''}[default: {DEFAULTS[name]}{origin}]"
+        if "/" not in decls[0] and not extra.get("is_flag"):
+            extra["type"] = _click_type(name)
+        command = click.option(*decls, default=None, help=help_, **extra)(command)
+    return command
+
+
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--data", help="fashion-mnist | mnist | cifar10 | image FOLDER | LIST.txt | FEATURES.h5")
-@click.option("--method", type=click.Choice(method_names()), help="Hashing method (see --list-methods).")
-@click.option("--bits", type=int, help=f"Code length  [default: {DEFAULTS['bits']}]")
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), help="Run folder to create (or resume).")
-@click.option("--protocol", type=click.Choice(PROTOCOLS),
-              help="Split: full (the data set's own train/test), per-class, random  [default: full where the data has a split]")
-@click.option("--queries-per-class", type=int, help=f"per-class/random: queries per class  [default: {DEFAULTS['queries_per_class']}]")
-@click.option("--train-per-class", type=int, help=f"per-class/random: training items per class  [default: {DEFAULTS['train_per_class']}]")
-@click.option("--limit", type=int, help="Train on a random subset of this many training items (quick runs).")
-@click.option("--backbone", type=click.Choice(backbone_names()), help="Network before the hash layer  [default: from the data]")
-@click.option("--pretrained/--no-pretrained", default=None, help="Start from ImageNet weights.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Backbone weights (state-dict file) to start from.")
-@click.option("--cbam/--no-cbam", default=None, help="cbam-cnn with or without its CBAM modules (HEGH ablation).")
-@click.option("--no-pretrain", is_flag=True, default=None, help="expo: skip classification pre-training.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyper-parameter (repeatable).")
-@click.option("--epochs", type=int, help=f"Training epochs  [default: {DEFAULTS['epochs']}, or the method's]")
-@click.option("--batch-size", type=int, help=f"[default: {DEFAULTS['batch_size']}, or the method's]")
-@click.option("--lr", type=float, help=f"Learning rate  [default: {DEFAULTS['lr']}, or the method's]")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help=f"[default: {DEFAULTS['optimizer']}, or the method's]")
-@click.option("--weight-decay", type=float, help=f"[default: {DEFAULTS['weight_decay']}, or the method's]")
-@click.option("--lr-decay", type=click.Choice(["cosine", "step", "none"]), help=f"[default: {DEFAULTS['lr_decay']}, or the method's]")
-@click.option("--device", help="auto | cpu | cuda | cuda:N  [default: auto (CUDA when available)]")
-@click.option("--precision", type=click.Choice(["auto", "mixed", "float32"]),
-              help="Mixed precision: float16 on CUDA, bfloat16 on the CPU  [default: auto (CUDA, and CPUs with native bfloat16)]")
-@click.option("--seed", type=int, help=f"Seed of the split, initialisation and shuffling  [default: {DEFAULTS['seed']}]")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where fashion-mnist / mnist / cifar10 are looked for first.")
-@click.option("--workers", type=int, help="Data-loading processes  [default: 0 for in-memory data, more for image files]")
-@click.option("--threads", type=int, help="CPU threads  [default: all CPUs, or $OMP_NUM_THREADS]")
+@settings_options
+@output_option("Run folder to create (or resume).", folder=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of settings.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
 @click.option("--list-methods", is_flag=True, is_eager=True, expose_value=False, callback=_list_methods,

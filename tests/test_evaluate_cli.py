@@ -1,6 +1,7 @@
-"""``dhash evaluate``: JSON and table output, curves, --compare, --model, and one-line errors."""
+"""``dhash evaluate``: JSON, CSV and table output, curves, --compare, --model, and one-line errors."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 from dhash import CodeFile, pack_codes, write_code_file
 from dhash.cli.main import main
 from dhash.evaluate.metrics import evaluate_codes
+from dhash.search.codes import read_code_file
 
 
 def dhash(*args, code: int = 0) -> str:
@@ -21,8 +23,8 @@ def dhash(*args, code: int = 0) -> str:
 
 
 def dhash_json(*args):
-    """Run with --json; parse stdout (progress and "wrote ..." notes go to stderr)."""
-    result = CliRunner().invoke(main, [str(a) for a in (*args, "--json")])
+    """Run with --format json; parse stdout (progress and "wrote ..." notes go to stderr)."""
+    result = CliRunner().invoke(main, [str(a) for a in (*args, "--format", "json")])
     assert result.exit_code == 0, (result.output, result.exception)
     return json.loads(result.stdout)
 
@@ -124,3 +126,33 @@ def test_model_encodes_the_run_splits(run, files):
     assert got["map@all"] == pytest.approx(expected["map@all"])
     runs = dhash_json("evaluate", "--compare", run, f"{files['q']},{files['db']}")["runs"]
     assert list(runs) == ["lsh8", "a_q"] and runs["lsh8"]["map@all"] == pytest.approx(expected["map@all"])
+
+
+def test_formats_and_the_old_json_flag(files, tmp_path):
+    args = ["evaluate", "--compare", f"A={files['q']},{files['db']}", f"B={files['q2']},{files['db2']}"]
+    runs = dhash_json(*args)["runs"]
+    assert json.loads(dhash(*args, "--json")) == {"runs": runs}  # the deprecated spelling still works
+    assert not [line for line in dhash("evaluate", "--help").splitlines() if line.strip().startswith("--json")]
+    dhash(*args, "-o", tmp_path / "cmp.csv")  # the format follows the extension
+    rows = list(csv.DictReader((tmp_path / "cmp.csv").open()))
+    assert [r["run"] for r in rows] == ["A", "B"]
+    assert [float(r["map@all"]) for r in rows] == pytest.approx([runs["A"]["map@all"], runs["B"]["map@all"]], abs=1e-12)
+    assert [int(r["queries"]) for r in rows] == [40, 40]
+    assert "Error: --json means --format json" in dhash(*args, "--json", "--format", "csv", code=2)
+    dhash(*args, "--format", "table", "-o", tmp_path / "cmp.json")
+    assert "comparison" in (tmp_path / "cmp.json").read_text()
+    assert "refusing to overwrite an input" in one_line_error(*args, "-o", files["q"])
+
+
+def test_model_takes_a_run_folder_in_every_command(run, tmp_path):
+    data = json.loads((run / "config.json").read_text())["data"]
+    for model in (run, run / "model.pt"):
+        dhash("encode", data, "--model", model, "--split", "database", "-o", tmp_path / f"{model.name}.h5")
+    by_folder, by_file = read_code_file(tmp_path / f"{run.name}.h5"), read_code_file(tmp_path / "model.pt.h5")
+    assert np.array_equal(by_folder.codes, by_file.codes) and by_folder.ids == by_file.ids
+    assert dhash_json("evaluate", "--model", run)["map@all"] == dhash_json("evaluate", "--model", run / "model.pt")["map@all"]
+    dhash("index", tmp_path / "model.pt.h5", "-o", tmp_path / "db.index.h5")
+    image = by_file.ids[0]
+    hits = [json.loads(dhash("query", tmp_path / "db.index.h5", "--image", image, "--model", model, "-k", "1",
+                             "--format", "json")) for model in (run, run / "model.pt")]
+    assert hits[0] == hits[1] and hits[0][0]["distance"] == 0

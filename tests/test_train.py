@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from dhash.cli.main import main
 from dhash.search.codes import read_code_file
-from dhash.learn.config import DEFAULTS, cpu_has_native_bfloat16, resolve, resolve_precision
+from dhash.learn.config import resolve
+from dhash.learn.settings import DEFAULTS
+from dhash.learn.runtime import cpu_has_native_bfloat16, resolve_precision
 from dhash.errors import DHashError
 from dhash.learn.methods import get_method
 from dhash.evaluate.metrics import mean_average_precision

@@ -1,15 +1,24 @@
-"""Retrieval picture: each query image followed by its top results, framed green (relevant) or red."""
+"""Retrieval picture: each query image followed by its top results, framed green (relevant) or red.
+
+``retrieval_grid`` draws given images; ``query_grid`` finds the images of a search's queries and
+results (by the ids in the code and index files) and draws them (``dhash query --grid``).
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..atomic import atomic_path
 from ..errors import DHashError
+
+if TYPE_CHECKING:
+    from ..search.codes import CodeFile
+    from ..search.index_file import IndexFile
 
 GREEN, RED, QUERY, UNKNOWN = (40, 170, 60), (210, 40, 40), (60, 90, 200), (160, 160, 160)
 
@@ -67,3 +76,32 @@ def images_by_id(dataset: str, ids: Sequence[str], data_dir: str | None = None) 
         else:
             images.append(np.asarray(Image.open(source.paths[row[id_]]).convert("RGB")))
     return images
+
+
+def query_grid(path: str | os.PathLike, queries: CodeFile, index: IndexFile, results: Sequence[Sequence[int]],
+               query_files: bool = False, data_dir: str | None = None) -> Path:
+    """Draw the queries of a search and their ``results`` (rows of the index, -1: none), framed by relevance.
+
+    The images are found by id: the query ids name image files (``query_files``) or items of the
+    query code file's data set; result ids name items of the data set the index was built from.
+    Relevant means sharing a label, when both files have labels.
+    """
+    if queries.ids is None or index.ids is None:
+        raise DHashError("--grid needs ids in the query code file and in the index (as `dhash encode` writes)")
+    db_data = index.attrs.get("source_dataset")
+    if db_data is None:
+        raise DHashError(f"{index.attrs.get('source', 'index')}: no 'dataset' attribute, cannot find the images")
+    if query_files:
+        q_images = [np.asarray(Image.open(p).convert("RGB")) for p in queries.ids]
+    else:
+        q_images = images_by_id(queries.attrs.get("dataset", db_data), queries.ids, data_dir)
+    rows = [[int(i) for i in r if i >= 0] for r in results]
+    db_images = images_by_id(db_data, [index.ids[i] for r in rows for i in r], data_dir)
+    found, start = [], 0
+    for r in rows:
+        found.append(db_images[start:start + len(r)])
+        start += len(r)
+    has_labels = queries.labels is not None and index.labels is not None
+    relevant = [[bool(np.any(queries.labels[n] & index.labels[i])) if has_labels else None for i in r]
+                for n, r in enumerate(rows)]
+    return retrieval_grid(q_images, found, relevant, path)

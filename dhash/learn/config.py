@@ -1,9 +1,10 @@
-"""Training settings: the global defaults, the TOML config file, and the effective config of a run.
+"""Resolving training settings: the TOML config file and the effective config of a run.
 
-Every ``dhash train`` option is a key here (``--batch-size`` ↔ ``batch_size``; dashes and
+The settings themselves (defaults, types, checks, help) are declared once in ``dhash.learn.settings``.
+Every ``dhash train`` option is a key there (``--batch-size`` ↔ ``batch_size``; dashes and
 underscores are interchangeable in config files; method hyper-parameters go in a ``[params]``
 table, backbone options in ``[backbone_options]``). Precedence, highest first: command-line options,
-the config file (``--config FILE.toml``), the method's ``train_defaults``, then ``DEFAULTS``.
+the config file (``--config FILE.toml``), the method's ``train_defaults``, then ``settings.DEFAULTS``.
 Paths in a config file are relative to the working directory, as on the command line.
 
 Keys a method's ``train_defaults`` may set (the trainer honours exactly these): ``TRAIN_DEFAULT_KEYS``.
@@ -28,99 +29,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import DHashError
-from .data.splits import PROTOCOLS
-
-DEFAULTS: dict[str, Any] = {
-    "data": None,  # required: fashion-mnist | mnist | cifar10 | FOLDER | LIST.txt | FEATURES.h5
-    "data_dir": None,
-    "method": None,  # required
-    "bits": 32,
-    "protocol": None,  # full | per-class | random; None: from the data
-    "queries_per_class": 100,
-    "train_per_class": 500,
-    "limit": None,  # train on a seeded random subset of this many training items
-    "backbone": None,  # None: from the data and the method
-    "backbone_options": {},
-    "pretrained": None,
-    "weights": None,  # state-dict file for the backbone
-    "cbam": None,  # False: cbam-cnn without its CBAM modules (--no-cbam)
-    "no_pretrain": False,  # expo: no classification pre-training (pretrain_epochs = 0)
-    "params": {},  # method hyper-parameters
-    "epochs": 28,  # Fashion-MNIST, small-cnn: ≈ 9 minutes on 2 cores with bfloat16, the comparison's budget
-    "batch_size": 128,
-    "optimizer": "adam",  # adam | sgd
-    "lr": 1e-3,
-    "momentum": 0.9,  # SGD only
-    "weight_decay": 0.0,
-    "lr_decay": "cosine",  # cosine (per step, to 0) | step | none
-    "lr_step": None,  # step decay: epochs between decays (None: a third of the run)
-    "lr_gamma": 0.1,  # step decay factor
-    "head_lr_mult": 10.0,  # learning-rate multiplier of the heads on a pretrained backbone
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "precision": "auto",  # auto | mixed | float32 (see resolve_precision)
-    "seed": 0,
-    "workers": None,
-    "threads": None,  # CPU threads (None: all CPUs, or OMP_NUM_THREADS)
-}
-
-TRAIN_DEFAULT_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "epochs",
-                      "lr_decay", "lr_step", "lr_gamma", "head_lr_mult")
-
-# keys that may differ when a run is resumed (where and how fast it runs, not what it computes)
-RUNTIME_KEYS = ("device", "precision", "workers", "threads", "data_dir")
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "data": str, "data_dir": str, "method": str, "bits": int, "protocol": str,
-    "queries_per_class": int, "train_per_class": int, "limit": int, "backbone": str,
-    "backbone_options": dict, "pretrained": bool, "weights": str, "cbam": bool, "no_pretrain": bool,
-    "params": dict, "epochs": int, "batch_size": int, "optimizer": str, "lr": (int, float),
-    "momentum": (int, float), "weight_decay": (int, float), "lr_decay": str, "lr_step": int,
-    "lr_gamma": (int, float), "head_lr_mult": (int, float), "device": str, "precision": str, "seed": int, "workers": int,
-    "threads": int,
-}
-_CHOICES = {
-    "protocol": PROTOCOLS,
-    "optimizer": ("adam", "sgd"),
-    "lr_decay": ("cosine", "step", "none"),
-    "precision": ("auto", "mixed", "float32"),
-}
-_MINIMUM = {"bits": 1, "queries_per_class": 1, "train_per_class": 1, "limit": 2, "epochs": 1,
-            "batch_size": 2, "lr_step": 1, "workers": 0, "threads": 1, "seed": 0}
-_POSITIVE = ("lr", "lr_gamma", "head_lr_mult")
-
-
-def check_settings(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Normalise keys (``-`` → ``_``) and check names, types and ranges; ``where`` names the origin in errors."""
-    out: dict[str, Any] = {}
-    for raw_key, value in values.items():
-        key = raw_key.replace("-", "_")
-        if key not in DEFAULTS:
-            raise DHashError(f"{where}: unknown setting '{raw_key}' (known: {', '.join(DEFAULTS)})")
-        if value is None:
-            out[key] = None
-            continue
-        typ = _TYPES[key]
-        if isinstance(value, bool) and typ is not bool or not isinstance(value, typ):
-            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-            raise DHashError(f"{where}: '{raw_key}' must be a {names}, got {value!r}")
-        if key in ("params", "backbone_options"):
-            value = {str(k).replace("-", "_"): v for k, v in value.items()}
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise DHashError(f"{where}: '{raw_key}' must be one of {', '.join(_CHOICES[key])}, got {value!r}")
-        if key in _MINIMUM and value < _MINIMUM[key]:
-            raise DHashError(f"{where}: '{raw_key}' must be at least {_MINIMUM[key]}, got {value}")
-        if key in _POSITIVE and value <= 0 or key in ("weight_decay", "momentum") and value < 0:
-            raise DHashError(f"{where}: '{raw_key}' must be {'positive' if key in _POSITIVE else 'non-negative'}, got {value}")
-        if key == "bits" and value > 1024:
-            raise DHashError(f"{where}: 'bits' must be at most 1024, got {value}")
-        if key == "device" and not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
-            raise DHashError(f"{where}: 'device' must be auto, cpu, cuda or cuda:N, got {value!r}")
-        out[key] = float(value) if typ == (int, float) else value
-    return out
-
+from .runtime import default_workers
+from .settings import DEFAULTS, TRAIN_DEFAULT_KEYS, check_settings
 
 def read_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
     """Read and check a TOML config file (top-level keys = option names, plus ``[params]``).
@@ -216,64 +127,3 @@ def resolve_for_data(config: dict[str, Any], source: Any, method: type) -> dict[
     if config["workers"] is None:
         config["workers"] = default_workers(source)
     return config
-
-
-def default_workers(source: Any) -> int:
-    """Data-loading processes: none for in-memory data, ``min(8, CPUs − 1)`` (at least 1) for image files."""
-    return 0 if source.kind != "paths" else max(1, min(8, cpu_count() - 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; an unavailable CUDA request is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DHashError(f"--device {name}: no CUDA device is available (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise DHashError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast type of training's forward pass, or None for plain float32.
-
-    ``mixed`` (and ``auto`` on CUDA): float16 on CUDA, with a gradient scaler; bfloat16 on the CPU.
-    ``auto`` on the CPU: bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX; 1.3–1.8×
-    faster for the small networks), else float32. Losses are always computed in float32.
-    """
-    if name == "float32":
-        return None
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if name == "mixed" or cpu_has_native_bfloat16() else None
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_count() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def set_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's CPU threads: ``threads``, else ``OMP_NUM_THREADS`` when set, else every CPU this process may use.
-
-    Results on the CPU are reproducible for a given number of threads (the reductions of the
-    convolution gradients are split by thread). On a busy shared machine fewer threads than CPUs
-    can be much faster: PyTorch's threads spin while they wait for each other.
-    """
-    if threads is not None:
-        torch.set_num_threads(threads)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_count())
-    return torch.get_num_threads()

@@ -1,124 +1,34 @@
 """Turning images into binary codes with a trained model (``dhash encode``).
 
 ``load_model`` rebuilds the network and method from a model file (``dhash.run``); the ``Encoder``
-runs it over a ``Source`` and packs the signs of ``method.project(h)`` into codes. Also here: the
-batched, gradient-free forward pass and the progress bar that training uses for feature extraction.
+runs it over a ``Source`` (with ``dhash.learn.runtime.forward_batches``) and packs the signs of
+``method.project(h)`` into codes.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..search.codes import CodeFile, pack_codes
-from .config import resolve_device, set_cpu_threads
 from .data import ImageDataset, Source, build_transform, load_source
 from ..errors import DHashError
-from .methods import Method, get_method, parse_params
-from .models import HashNetwork, InputSpec, build_backbone
+from .methods import get_method, parse_params
+from .models import InputSpec
 from .run import read_model
+from .runtime import build_network, forward_batches, make_progress, resolve_device, set_cpu_threads
 
 SPLITS = ("query", "database", "train", "all")
 
 
-def make_progress(enabled: bool, console: Console | None = None, *fields: str) -> Progress:
-    """A rich progress bar (a silent one unless ``enabled``): description, bar, done/total, the given
-    ``{task.fields[...]}`` texts, elapsed and remaining time."""
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        *(TextColumn(f) for f in fields), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not enabled,
-    )
-
-
-def build_network(backbone: str, options: dict[str, Any], bits: int, method: type[Method], num_classes: int,
-                  pretrained: bool = False, weights: str | None = None) -> HashNetwork:
-    """The network a method trains: backbone, hash head unless the method codes features, classifier if needed."""
-    return HashNetwork(
-        build_backbone(backbone, pretrained=pretrained, weights=weights, **options),
-        bits,
-        num_classes=num_classes if method.needs_classifier else None,
-        hash_head=method.uses_hash_head,
-    )
-
-
-class _Tolerant(Dataset):
-    """A dataset whose unreadable items come back as ``(None, reason, position)`` instead of raising."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, position: int) -> tuple[Any, ...]:
-        try:
-            x, y, _ = self.dataset[position]
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is reported, not fatal
-            return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, position
-        return x, y, position
-
-
-def _collate(items: list[tuple[Any, ...]]) -> tuple[Any, Any, torch.Tensor, list[tuple[int, str]]]:
-    good = [item for item in items if item[0] is not None]
-    failed = [(item[2], item[1]) for item in items if item[0] is None]
-    if not good:
-        return None, None, torch.zeros(0, dtype=torch.long), failed
-    x, y, positions = default_collate(good)
-    return x, y, positions, failed
-
-
-def forward_batches(
-    net: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256, workers: int = 0,
-    failures: list[tuple[int, str]] | None = None, progress: Progress | None = None, description: str = "",
-) -> Iterator[tuple[torch.Tensor, Any]]:
-    """Yield ``(positions, NetOutput)`` over ``dataset`` in order, in eval mode without gradients.
-
-    With a ``failures`` list, unreadable items are skipped and appended to it as ``(position, reason)``;
-    without one, the first unreadable item raises.
-    """
-    loader = DataLoader(_Tolerant(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda")
-    task = progress.add_task(description, total=len(dataset)) if progress is not None else None  # type: ignore[arg-type]
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.inference_mode():
-            for x, _, positions, failed in loader:
-                if failed:
-                    if failures is None:
-                        raise DHashError(failed[0][1])
-                    failures.extend(failed)
-                if x is not None:
-                    yield positions, net(x.to(device, non_blocking=True))
-                if task is not None:
-                    progress.advance(task, len(positions) + len(failed))  # type: ignore[union-attr]
-    finally:
-        net.train(was_training)
-
-
-def data_fingerprint(source: Source) -> str:
-    """SHA-256 of what identifies a data set: size, classes, labels and ids (relative to the source's name)."""
-    digest = hashlib.sha256(f"{len(source)}\n{source.kind}\n".encode())
-    digest.update("\n".join(source.classes).encode())
-    if source.labels is not None:
-        digest.update(np.ascontiguousarray(source.labels, dtype=np.uint8).tobytes())
-    prefix = source.name.rstrip("/\\")
-    for item in source.ids:
-        digest.update((item[len(prefix):] if item.startswith(prefix) else item).encode() + b"\n")
-    return digest.hexdigest()
-
-
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -172,7 +82,7 @@ class Encoder:
 
     def matches(self, source: Source) -> bool:
         """Whether ``source`` is the data set the model was trained on (so its saved split applies)."""
-        return self.record.get("data", {}).get("fingerprint") == data_fingerprint(source)
+        return self.record.get("data", {}).get("fingerprint") == source.fingerprint()
 
     def split_indices(self, source: Source, split: str) -> np.ndarray:
         """Indices into ``source`` of a part of the run's saved split (``all``: every item)."""

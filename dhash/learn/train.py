@@ -11,7 +11,7 @@ Training details:
     loaded from ``--weights``) the fresh heads learn ``head_lr_mult`` (10) times faster;
   - learning rate per step: ``cosine`` (half a cosine from ``lr`` to 0 over the run), ``step``
     (× ``lr_gamma`` every ``lr_step`` epochs) or ``none``;
-  - mixed precision (``precision``, see ``dhash.config.resolve_precision``): float16 autocast with a
+  - mixed precision (``precision``, see ``dhash.learn.runtime.resolve_precision``): float16 autocast with a
     gradient scaler on CUDA, bfloat16 autocast on CPUs that compute it natively, the loss in float32;
     on the CPU ``threads`` threads (default: all CPUs); image batches in channels-last layout (faster
     convolutions on both);
@@ -36,14 +36,14 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from .config import (DEFAULTS, RUNTIME_KEYS, check_settings, resolve, resolve_device, resolve_for_data, resolve_precision,
-                     set_cpu_threads)
+from .config import resolve, resolve_for_data
 from .data import ImageDataset, Source, Split, build_transform, load_source, make_split
-from .encode import build_network, data_fingerprint, forward_batches, make_progress
 from ..errors import DHashError
 from .methods import Method, NetOutput, TrainState, get_method, parse_params
 from .models import HashNetwork
 from .run import Run, plain, save_model
+from .settings import DEFAULTS, RUNTIME_KEYS, check_settings
+from .runtime import build_network, forward_batches, make_progress, resolve_device, resolve_precision, set_cpu_threads
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -250,7 +250,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         "data": {
             "spec": config["data"], "data_dir": config["data_dir"], "name": source.name, "kind": source.kind,
             "path": str(Path(config["data"]).resolve()) if source.kind != "images" else None,
-            "size": len(source), "fingerprint": data_fingerprint(source),
+            "size": len(source), "fingerprint": source.fingerprint(),
         },
         "split": {"file": str(run.split.resolve()), "protocol": split.protocol, "seed": split.seed,
                   "train": split.train, "query": split.query, "database": split.database},

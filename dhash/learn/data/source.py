@@ -1,6 +1,7 @@
 """``Source``: a labelled (or unlabelled) collection of images or feature vectors."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,17 @@ class Source:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what identifies the data set: size, classes, labels and ids (relative to its name)."""
+        digest = hashlib.sha256(f"{len(self)}\n{self.kind}\n".encode())
+        digest.update("\n".join(self.classes).encode())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels, dtype=np.uint8).tobytes())
+        prefix = self.name.rstrip("/\\")
+        for item in self.ids:
+            digest.update((item[len(prefix):] if item.startswith(prefix) else item).encode() + b"\n")
+        return digest.hexdigest()
 
 
 def one_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
