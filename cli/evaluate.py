@@ -84,9 +84,10 @@ def _metrics(source: tuple[str, ...] | Path, data: str | None, device: str, opti
     if not source.exists():
         raise DHashError(f"{source}: no such model file (give a run folder or its model.pt)")
     from dhash.learn.encode import encode_run_splits
+    from dhash.learn.run import kept_epoch
 
     queries, database = encode_run_splits(source, data=data, device=device, progress=progress)
-    return evaluate_codes(queries, database, progress=progress, **options)
+    return {**evaluate_codes(queries, database, progress=progress, **options), **kept_epoch(source)}
 
 
 def _fmt(value: Any) -> str:
@@ -104,7 +105,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
     from rich.table import Table
 
     first = next(iter(results.values()))
-    metrics = [k for k, v in first.items() if isinstance(v, float)]
+    metrics = [k for k, v in first.items() if isinstance(v, float) and k != "validation_map"]
     notes = (f"ties={first['ties']}, mAP normaliser={first['normalizer']}; {first['relevance']}; "
              f"{first['empty_retrieval']}.")  # fmt: skip
     if len(results) == 1:
@@ -114,6 +115,8 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         table.add_column("value", justify="right")
         for key in metrics:
             table.add_row(key, _fmt(first[key]))
+        if "kept_epoch" in first:
+            table.add_row("epoch kept (of trained)", f"{first['kept_epoch']} of {first['trained_epochs']}")
         if first["queries_without_relevant"]:
             table.add_row("queries without a relevant item", str(first["queries_without_relevant"]))
     else:

@@ -41,7 +41,7 @@ def one_line_error(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def dha_run(tmp_path_factory) -> Path:
-    """DHA, 32 bits, one epoch on 3,000 Fashion-MNIST images (300 per class) with Adam."""
+    """DHA, 32 bits, one epoch on 2,700 Fashion-MNIST images (300 per class, 30 of them held out for validation), Adam."""
     run = tmp_path_factory.mktemp("runs") / "dha32"
     dhash("train", *SMALL, "--train-per-class", "300", "--method", "dha", "--bits", "32", "--epochs", "1",
           "--optimizer", "adam", "--batch-size", "128", "--weight-decay", "0", "-o", run)
@@ -53,7 +53,7 @@ def test_learned_codes_beat_random_codes(dha_run, tmp_path):
     dhash("encode", "fashion-mnist", "--model", model, "--split", "query", "-o", tmp_path / "q.h5", "--threads", "1")
     dhash("encode", "fashion-mnist", "--model", model, "--split", "train", "-o", tmp_path / "db.h5", "--threads", "1")
     q, db = read_code_file(tmp_path / "q.h5"), read_code_file(tmp_path / "db.h5")
-    assert (len(q), len(db), q.bits) == (500, 3000, 32)
+    assert (len(q), len(db), q.bits) == (500, 2700, 32)  # 10 % of the 3,000 training items validate
     learned = mean_average_precision(q.codes, db.codes, q.labels, db.labels, 32)
     rng = np.random.default_rng(0)
     random = mean_average_precision(rng.integers(0, 256, q.codes.shape, dtype=np.uint8),
@@ -69,7 +69,8 @@ def test_run_folder_and_model_file(dha_run):
     assert config["protocol"] == "per-class" and config["backbone_options"] == {"in_channels": 1, "size": 28}
     lines = [json.loads(line) for line in (dha_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1]
-    assert lines[0]["images_per_s"] > 0 and lines[0]["step"] == 3000 // 128 and np.isfinite(lines[0]["loss"])
+    assert lines[0]["images_per_s"] > 0 and lines[0]["step"] == 2700 // 128 and np.isfinite(lines[0]["loss"])
+    assert 0 < lines[0]["val_map"] <= 1  # validation mAP after the only (= last) epoch
     checkpoint = torch.load(dha_run / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 1 and {"network", "optimizer", "scheduler", "method"} <= set(checkpoint)
 
@@ -78,7 +79,10 @@ def test_run_folder_and_model_file(dha_run):
     assert record["backbone"] == {"name": "small-cnn", "options": {"in_channels": 1, "size": 28}, "pretrained": False}
     assert record["classes"][0] == "T-shirt/top" and record["input_spec"]["size"] == 28
     assert record["data"]["spec"] == "fashion-mnist" and record["config"] == config
-    assert len(record["split"]["query"]) == 500 and len(record["split"]["train"]) == 3000
+    assert len(record["split"]["query"]) == 500 and len(record["split"]["train"]) == 2700
+    assert len(record["split"]["validation"]) == 300 and not set(record["split"]["validation"].tolist()) & set(
+        record["split"]["train"].tolist())  # 30 per class, never trained on
+    assert record["training"]["selected"]["epoch"] == 1 and not (dha_run / "last.pt").exists()
     assert record["dhash_version"]
     assert record["training"]["precision"] == ("bfloat16" if cpu_has_native_bfloat16() else "float32")  # auto
 
@@ -136,7 +140,7 @@ def test_each_batch_gets_its_positions_in_the_training_set(tmp_path, monkeypatch
 
     monkeypatch.setattr(cls, "loss", loss)
     dhash("train", *SMALL, "--train-per-class", "20", "--method", "dpsh", "--bits", "8", "--epochs", "1",
-          "--batch-size", "50", "-o", tmp_path / "run")
+          "--batch-size", "50", "--val-fraction", "0", "-o", tmp_path / "run")
     items = torch.cat(seen)
     assert len(seen) == 4 and sorted(items.tolist()) == list(range(200))  # 200 training images, shuffled
 
@@ -240,3 +244,27 @@ def test_existing_run_is_not_overwritten(dha_run):
     out = one_line_error("train", "--data", "fashion-mnist", "--method", "dha", "-o", dha_run)
     assert "already holds a run" in out and "--resume" in out
     assert (dha_run / "model.pt").stat().st_mtime_ns == before
+
+
+def test_validation_keeps_the_best_epoch_and_stops_early(monkeypatch, tmp_path):
+    from dhash.learn import train as training
+
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9])  # best at epoch 2, then two validations without a better one
+    monkeypatch.setattr(training._Validation, "score", lambda self, *args: next(scores))
+    run = tmp_path / "run"
+    dhash("train", *SMALL, "--train-per-class", "20", "--method", "dsh", "--bits", "8", "--epochs", "5",
+          "--batch-size", "50", "--patience", "2", "-o", run)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["val_map"] for m in lines if "epoch" in m] == [0.5, 0.7, 0.6, 0.65]  # epoch 5 never ran
+    assert lines[-1] == {"early_stop": 4, "best_epoch": 2}
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    best, last = torch.load(run / "model.pt", weights_only=True), torch.load(run / "last.pt", weights_only=True)
+    assert best["training"]["selected"] == {"epoch": 2, "val_map": 0.7} and checkpoint["best"]["epoch"] == 2
+    weights = [k for k in best["network"] if k.endswith("weight") and best["network"][k].dim() > 1]  # not BatchNorm
+    assert weights and all(torch.equal(best["network"][k], checkpoint["best"]["network"][k]) for k in weights)
+    assert all(torch.equal(last["network"][k], checkpoint["network"][k]) for k in weights)  # epoch 4
+    assert not all(torch.equal(best["network"][k], last["network"][k]) for k in weights)
+    report = json.loads(dhash("evaluate", "--model", run, "--format", "json", "--threads", "1"))
+    assert (report["kept_epoch"], report["trained_epochs"], report["validation_map"]) == (2, 4, 0.7)
+    table = dhash("evaluate", "--model", run, "--threads", "1")
+    assert "epoch kept (of trained)" in table and "2 of 4" in table

@@ -75,6 +75,7 @@ class Run:
         self.metrics = self.folder / "metrics.jsonl"
         self.checkpoint = self.folder / "checkpoint.pt"
         self.model = self.folder / "model.pt"
+        self.last = self.folder / "last.pt"  # the last epoch, when validation kept an earlier one as model.pt
 
     def check_new(self) -> None:
         """Refuse to start a new run over an existing one."""
@@ -148,3 +149,15 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise DHashError(f"{p}: model file lacks {', '.join(missing)}")
     return record
+
+
+def kept_epoch(path: str | os.PathLike) -> dict[str, Any]:
+    """Which epoch a model file holds: ``kept_epoch``, ``trained_epochs`` and, when validation chose
+    it, ``validation_map``; empty for closed-form methods (no epochs)."""
+    training = read_model(path)["training"]
+    if not training["epochs"]:
+        return {}
+    selected = training.get("selected")  # absent in models from before validation
+    if not selected:
+        return {"kept_epoch": training["epochs"], "trained_epochs": training["epochs"]}
+    return {"kept_epoch": selected["epoch"], "trained_epochs": training["epochs"], "validation_map": selected["val_map"]}

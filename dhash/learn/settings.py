@@ -51,6 +51,10 @@ def _non_negative(value: float) -> str | None:
     return "non-negative" if value < 0 else None
 
 
+def _fraction_below_half(value: float) -> str | None:
+    return "in [0, 0.5)" if not 0 <= value < 0.5 else None
+
+
 def _at_most_1024(value: int) -> str | None:
     return "at most 1024" if value > 1024 else None
 
@@ -113,6 +117,12 @@ class Settings:
     precision: str = setting(
         "auto", "Mixed precision: float16 on CUDA, bfloat16 on the CPU  [default: auto (CUDA, and CPUs with native bfloat16)]",
         choices=("auto", "mixed", "float32"), runtime=True)
+    val_fraction: float = setting(
+        0.1, "Fraction of the training items held out (per class, seeded) to pick the best epoch by validation mAP; "
+        "0 keeps the last epoch", check=_fraction_below_half, show_default=True)
+    val_every: int = setting(1, "Validation mAP every N epochs (and after the last)", minimum=1, show_default=True)
+    patience: int | None = setting(None, "Stop after this many validations without a better mAP  [default: never]",
+                                   minimum=1)
     seed: int = setting(0, "Seed of the split, initialisation and shuffling", minimum=0, show_default=True)
     workers: int | None = setting(None, "Data-loading processes  [default: 0 for in-memory data, more for image files]",
                                   minimum=0, runtime=True)

@@ -17,7 +17,13 @@ Training details:
     convolutions on both);
   - every epoch reseeds shuffling, augmentation and dropout from ``(seed, epoch)`` (data-loader
     workers too), so a run is deterministic on the CPU and ``resume`` repeats an uninterrupted run;
-  - the last incomplete batch of an epoch is dropped (pair losses need full batches).
+  - the last incomplete batch of an epoch is dropped (pair losses need full batches);
+  - model selection (gradient methods): ``val_fraction`` of the training items (per class, seeded,
+    saved in the split) are held out; every ``val_every`` epochs and after the last, their codes are
+    scored (mAP@all of a seeded fifth as queries against the other four fifths) and the best epoch
+    becomes ``model.pt``, the last ``last.pt`` when they differ; ``patience`` stops early. The test
+    queries are never looked at. dhash's choice: validation codes use the BatchNorm statistics
+    tracked during training; the kept weights are recalibrated once before they are saved.
 """
 from __future__ import annotations
 
@@ -38,6 +44,9 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from .config import resolve, resolve_for_data
 from .data import ImageDataset, Source, Split, build_transform, load_source, make_split
+from .data.splits import hold_out_validation
+from ..evaluate.metrics import mean_average_precision
+from ..search.codes import pack_codes
 from ..errors import DHashError
 from .methods import Method, NetOutput, TrainState, get_method, parse_params
 from .models import HashNetwork
@@ -92,12 +101,15 @@ def _seed_worker(worker_id: int) -> None:
     _seed_all(torch.initial_seed())
 
 
-def _split(config: dict[str, Any], source: Source) -> Split:
-    """Draw the protocol's split; ``limit`` keeps a seeded random subset of the training part."""
+def _split(config: dict[str, Any], source: Source, trainable: bool) -> Split:
+    """Draw the protocol's split; ``limit`` keeps a seeded random subset of the training part, and
+    gradient methods hold out ``val_fraction`` of it for model selection."""
     split = make_split(source, config["protocol"], config["seed"], config["queries_per_class"], config["train_per_class"])
     if config["limit"] is not None and config["limit"] < len(split.train):
         rng = np.random.default_rng(config["seed"])
         split.train = np.sort(rng.choice(split.train, config["limit"], replace=False))
+    if trainable:
+        hold_out_validation(split, source, config["val_fraction"], config["seed"])
     return split
 
 
@@ -135,6 +147,41 @@ def _outputs(net: HashNetwork, source: Source, indices: np.ndarray, device: torc
     with make_progress(progress, console) as bar:
         batches = forward_batches(net, dataset, device, 256, workers, None, bar, description)
         return torch.cat([out.h.float().cpu() for _, out in batches]).numpy()
+
+
+class _Validation:
+    """Scores the held-out items' codes and remembers the best epoch's weights (on the CPU)."""
+
+    def __init__(self, source: Source, split: Split, seed: int) -> None:
+        order = np.random.default_rng([seed, 2]).permutation(split.validation)
+        cut = max(1, len(order) // 5)
+        self.source, self.query, self.database = source, np.sort(order[:cut]), np.sort(order[cut:])
+        self.best: dict[str, Any] | None = None  # epoch, val_map, network, method (state dicts)
+        self.since_best = 0  # validations since the best one
+
+    @property
+    def active(self) -> bool:
+        return len(self.query) >= 1 and len(self.database) >= 1
+
+    def score(self, net: HashNetwork, method: Method, device: torch.device, workers: int) -> float:
+        net.eval()
+        method.eval()
+        codes = {name: pack_codes(method.project(torch.from_numpy(
+            _outputs(net, self.source, part, device, workers, False, None, "Validation"))))
+            for name, part in (("query", self.query), ("database", self.database))}
+        labels = self.source.labels
+        return float(mean_average_precision(codes["query"], codes["database"], labels[self.query],
+                                            labels[self.database], method.bits, top_k=None, ties="stable"))
+
+    def update(self, epoch: int, value: float, net: HashNetwork, method: Method) -> None:
+        """Keep the weights when ``value`` beats the best so far (ties keep the earlier epoch)."""
+        if self.best is not None and value <= self.best["val_map"]:
+            self.since_best += 1
+            return
+        copy = {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+                for name, m in (("network", net), ("method", method))}  # a copy: training goes on in place
+        self.best = {"epoch": epoch, "val_map": value, **copy}
+        self.since_best = 0
 
 
 def _recalibrate_batchnorm(net: HashNetwork, source: Source, indices: np.ndarray, device: torch.device,
@@ -207,11 +254,10 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         split = Split.load(run.split)
         split.check(source)
     else:
-        split = _split(config, source)
+        split = _split(config, source, method_cls.trainable)
         run.folder.mkdir(parents=True, exist_ok=True)
         split.save(run.split)
         run.write_config(config)
-    labels = source.labels[split.train]
     if len(split.train) < 2:
         raise DHashError(f"{config['data']}: the training split has {len(split.train)} items; at least 2 are needed")
 
@@ -220,30 +266,54 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
     net = build_network(config["backbone"], config["backbone_options"], bits, method_cls, num_classes,
                         config["pretrained"], config["weights"]).to(device, memory_format=torch.channels_last)
     method = method_cls(bits, num_classes, parse_params(method_cls, config["params"])).to(device)
+    validation = _Validation(source, split, config["seed"])
     if method_cls.trainable:
         with make_progress(progress, console, "loss {task.fields[loss]:.4f}", "{task.fields[ips]:,.0f} img/s") as bar, \
                 warnings.catch_warnings():
             # the gradient scaler skips steps whose gradients overflowed; the schedule still advances
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer")
-            epochs, steps, seconds = _gradient_training(config, run, source, split, net, method, device, resume, bar)
-        _recalibrate_batchnorm(net, source, split.train, device, config["workers"])
-        report = {}
-        if type(method).post_train is not Method.post_train:
-            h = _outputs(net, source, split.train, device, config["workers"], progress, console, "Outputs for post-training")
-            started = time.perf_counter()
-            report = plain(method.post_train(h, labels, config["seed"], progress=progress))
-            report["seconds"] = round(time.perf_counter() - started, 3)
-            run.log({"post_train": report})
+            epochs, steps, seconds = _gradient_training(config, run, source, split, net, method, device, resume, bar,
+                                                        validation)
+        best = validation.best
+        if best is not None and best["epoch"] != epochs:  # the last epoch is not the one kept: save it too
+            report = _post_train(config, run, source, split, net, method, device, progress, console)
+            save_model(run.last, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report))
+            net.load_state_dict(best["network"])
+            method.load_state_dict(best["method"])
+        report = _post_train(config, run, source, split, net, method, device, progress, console)
     else:
         started = time.perf_counter()
         features = _outputs(net, source, split.train, device, config["workers"], progress, console, "Features")
-        method.fit(features, labels, config["seed"])
+        method.fit(features, source.labels[split.train], config["seed"])
         epochs, steps, seconds, report = 0, 0, time.perf_counter() - started, {}
+    save_model(run.model, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report,
+                                  None if validation.best is None else
+                                  {k: validation.best[k] for k in ("epoch", "val_map")}))
+    return run.model
 
-    save_model(run.model, {
+
+def _post_train(config: dict[str, Any], run: Run, source: Source, split: Split, net: HashNetwork, method: Method,
+                device: torch.device, progress: bool, console: Console | None) -> dict[str, Any]:
+    """BatchNorm recalibration of the weights to save, then the method's post-training step (if any)."""
+    _recalibrate_batchnorm(net, source, split.train, device, config["workers"])
+    if type(method).post_train is Method.post_train:
+        return {}
+    h = _outputs(net, source, split.train, device, config["workers"], progress, console, "Outputs for post-training")
+    started = time.perf_counter()
+    report = plain(method.post_train(h, source.labels[split.train], config["seed"], progress=progress))
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    run.log({"post_train": report})
+    return report
+
+
+def _record(config: dict[str, Any], run: Run, source: Source, split: Split, net: HashNetwork, method: Method,
+            device: torch.device, epochs: int, steps: int, seconds: float, report: dict[str, Any],
+            selected: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model file's contents (see ``dhash.learn.run``)."""
+    return {
         "dhash_version": __version__,
         "method": config["method"], "params": config["params"], "method_state": _cpu(method.state_dict()),
-        "bits": bits, "num_classes": num_classes, "classes": list(source.classes),
+        "bits": config["bits"], "num_classes": source.num_classes, "classes": list(source.classes),
         "backbone": {"name": config["backbone"], "options": config["backbone_options"], "pretrained": config["pretrained"]},
         "input_spec": dataclasses.asdict(net.input_spec),
         "network": _cpu(net.state_dict()),
@@ -253,18 +323,20 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
             "size": len(source), "fingerprint": source.fingerprint(),
         },
         "split": {"file": str(run.split.resolve()), "protocol": split.protocol, "seed": split.seed,
-                  "train": split.train, "query": split.query, "database": split.database},
+                  "train": split.train, "query": split.query, "database": split.database,
+                  "validation": split.validation},
         "config": config,
         "training": {"epochs": epochs, "steps": steps, "seconds": round(seconds, 3), "device": str(device),
                      "precision": str(resolve_precision(config["precision"], device) or torch.float32).removeprefix("torch."),
-                     "post_train": report},
-    })
-    return run.model
+                     "post_train": report, "selected": selected},
+    }
 
 
 def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: Split, net: HashNetwork,
-                       method: Method, device: torch.device, resume: bool, bar: Any) -> tuple[int, int, float]:
-    """The epochs of gradient training (from the last checkpoint with ``resume``); return (epochs, steps, seconds)."""
+                       method: Method, device: torch.device, resume: bool, bar: Any,
+                       validation: _Validation) -> tuple[int, int, float]:
+    """The epochs of gradient training (from the last checkpoint with ``resume``), validated as the
+    module docstring says; return (epochs done, steps, seconds)."""
     epochs = config["epochs"]
     batch_size = min(config["batch_size"], len(split.train))
     generator = torch.Generator()
@@ -290,6 +362,7 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         first, step, seconds = checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"]
+        validation.best, validation.since_best = checkpoint.get("best"), checkpoint.get("since_best", 0)
     if resume:
         run.trim_metrics(first)
 
@@ -333,14 +406,22 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
                            ips=images / max(time.perf_counter() - started, 1e-9))
             elapsed = time.perf_counter() - started
             seconds += elapsed
+            scores = {}
+            if validation.active and ((epoch + 1) % config["val_every"] == 0 or epoch + 1 == epochs):
+                scores["val_map"] = validation.score(net, method, device, config["workers"])
+                validation.update(epoch + 1, scores["val_map"], net, method)
             run.log({"epoch": epoch + 1, "step": step, **{k: sums[k] / counts[k] for k in sums},
-                     "lr": lr, "seconds": round(elapsed, 3), "images_per_s": round(images / elapsed, 1)})
+                     "lr": lr, "seconds": round(elapsed, 3), "images_per_s": round(images / elapsed, 1), **scores})
             run.save_checkpoint({
                 "epoch": epoch + 1, "step": step, "seconds": seconds,
                 "network": net.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "best": validation.best, "since_best": validation.since_best,
             })
             done = epoch + 1
+            if config["patience"] is not None and validation.since_best >= config["patience"]:
+                run.log({"early_stop": done, "best_epoch": validation.best["epoch"]})
+                break
     except KeyboardInterrupt:
         if done > 0:
             where = f"the last checkpoint, {run.checkpoint}, holds epoch {done} of {epochs}"
@@ -349,4 +430,4 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
         raise TrainingInterrupted(
             f"interrupted during epoch {done + 1}; {where}; continue with: dhash train -o {run.folder} --resume"
         ) from None
-    return epochs, step, seconds
+    return done, step, seconds

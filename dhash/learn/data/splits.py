@@ -16,11 +16,14 @@
   ``queries_per_class`` random items are queries, and the database is every other unseen-class item.
 
 Every draw uses ``numpy.random.default_rng(seed)``; the index arrays are sorted.
+
+``hold_out_validation`` then moves a seeded fraction of the training items (per class) into a
+``validation`` part, from which training picks its best epoch: test queries are never used for it.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,13 +46,14 @@ class Split:
     protocol: str
     seed: int
     size: int | None = None  # number of items of the source it was made for
+    validation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # held out of train
 
     def save(self, path: str | os.PathLike) -> None:
         """Write an ``.npz`` file atomically."""
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(
                 f,
-                **{part: getattr(self, part) for part in PARTS},
+                **{part: getattr(self, part) for part in (*PARTS, "validation")},
                 protocol=np.array(self.protocol),
                 seed=np.array(self.seed, dtype=np.int64),
                 size=np.array(-1 if self.size is None else self.size, dtype=np.int64),
@@ -75,6 +79,7 @@ class Split:
             protocol=str(arrays["protocol"]),
             seed=int(arrays["seed"]),
             size=None if size < 0 else size,
+            validation=arrays.get("validation", np.zeros(0, np.int64)).astype(np.int64),  # older files: none
         )
 
     def check(self, source: Source) -> None:
@@ -117,6 +122,22 @@ def make_split(
     parts = {"train": train, "query": query, "database": database}
     parts = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in parts.items()}
     return Split(**parts, protocol=protocol, seed=seed, size=len(source))
+
+
+def hold_out_validation(split: Split, source: Source, fraction: float, seed: int) -> None:
+    """Move ``fraction`` of ``split.train`` into ``split.validation``: per class for single-label data
+    (at least one item of each class with two or more), at random otherwise; seeded, sorted."""
+    if fraction <= 0:
+        return
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the protocol's draw stays as it was
+    train = split.train
+    if source.labels is not None and not source.multi_label and source.labels[train].any(axis=1).all():
+        groups = [train[source.labels[train, c] > 0] for c in range(source.num_classes)]
+    else:
+        groups = [train]
+    held = [rng.choice(g, max(1, round(fraction * len(g))), replace=False) for g in groups if len(g) >= 2]
+    validation = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    split.train, split.validation = np.setdiff1d(train, validation), validation
 
 
 def _full(source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
