@@ -8,6 +8,7 @@ and ``map_vs_bits_PROTOCOL.png`` (mAP@all against code length, one line per meth
 
     python benchmarks/compare_methods.py                       # full protocol, 12/24/32/48 bits
     python benchmarks/compare_methods.py --protocol per-class --bits 32 --seeds 3
+    python benchmarks/compare_methods.py --data fashion-mnist-mosaic --bits 32   # multi-label; see NDCG@100
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ ALL_METHODS = ["dha", "dha-t", "hegh", "dual-hinge", "expo", "sdsh", "dpsh", "ha
 # dha-t needs graded similarity: on single-label Fashion-MNIST cos(labels) is 0 or 1 and it trains exactly
 # as dha does (same seed, same numbers), so it runs only when asked for with --methods.
 DEFAULT_METHODS = [m for m in ALL_METHODS if m != "dha-t"]
-FIELDS = ["protocol", "method", "bits", "seed", "map@all", "map@1000", "p@h<=2", "train_seconds", "epochs"]
-SCORES = ["map@all", "map@1000", "p@h<=2"]
+FIELDS = ["data", "protocol", "method", "bits", "seed", "map@all", "map@1000", "p@h<=2", "ndcg@100", "train_seconds", "epochs"]
+SCORES = ["map@all", "map@1000", "p@h<=2", "ndcg@100"]
 console = Console()
 
 
@@ -47,7 +48,8 @@ def _load(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open() as f:
-        return [{"seed": "0", **row} for row in csv.DictReader(f)]  # files from before --seeds: seed 0
+        # files from before --seeds / --data / NDCG: seed 0 on Fashion-MNIST, no NDCG
+        return [{"data": "fashion-mnist", "seed": "0", "ndcg@100": "", **row} for row in csv.DictReader(f)]
 
 
 def _save(path: Path, rows: list[dict]) -> None:
@@ -65,9 +67,10 @@ def _logged_seconds(metrics: Path) -> float:
     return sum(r["seconds"] for r in records if "epoch" in r)
 
 
-def run_cell(out: Path, protocol: str, method: str, bits: int, seed: int, extra: tuple[str, ...]) -> dict:
+def run_cell(out: Path, data: str, protocol: str, method: str, bits: int, seed: int, extra: tuple[str, ...]) -> dict:
     """Train one model and evaluate it; return its result row."""
-    run = out / "runs" / (f"{protocol}-{method}-{bits}" + (f"-seed{seed}" if seed else ""))
+    prefix = "" if data == "fashion-mnist" else f"{data}-"
+    run = out / "runs" / (f"{prefix}{protocol}-{method}-{bits}" + (f"-seed{seed}" if seed else ""))
     timing = run / "train_wall_seconds.txt"  # written after training: a trained cell is not retrained
     if not timing.exists():
         start = time.perf_counter()
@@ -75,35 +78,38 @@ def run_cell(out: Path, protocol: str, method: str, bits: int, seed: int, extra:
             start -= _logged_seconds(run / "metrics.jsonl")
             _dhash("train", "-o", str(run), "--resume")
         else:
-            _dhash("train", "--data", "fashion-mnist", "--method", method, "--bits", str(bits),
+            _dhash("train", "--data", data, "--method", method, "--bits", str(bits),
                    "--protocol", protocol, "--seed", str(seed), "-o", str(run), *extra)
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     seconds = float(timing.read_text())
-    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--format", "json"))
+    metrics = json.loads(_dhash("evaluate", "--model", str(run / "model.pt"), "--map-at", "all,1000", "--ndcg-at", "100", "--format", "json"))
     config = json.loads((run / "config.json").read_text())
     return {
-        "protocol": protocol, "method": method, "bits": bits, "seed": seed,
+        "data": data, "protocol": protocol, "method": method, "bits": bits, "seed": seed,
         "map@all": f"{metrics['map@all']:.4f}", "map@1000": f"{metrics['map@1000']:.4f}",
-        "p@h<=2": f"{metrics['p@h<=2']:.4f}", "train_seconds": f"{seconds:.0f}",
+        "p@h<=2": f"{metrics['p@h<=2']:.4f}", "ndcg@100": f"{metrics['ndcg@100']:.4f}", "train_seconds": f"{seconds:.0f}",
         "epochs": config["epochs"] if get_method(method).trainable else 0,  # closed form: no epochs
     }
 
 
-def _stat(values: list[float], digits: int) -> str:
-    """Mean, and ± the sample standard deviation when there are several values."""
+def _stat(texts: list[str], digits: int) -> str:
+    """Mean, and ± the sample standard deviation when there are several values ("—" when not measured)."""
+    values = [float(v) for v in texts if v]
+    if not values:
+        return "—"
     mean = f"{np.mean(values):.{digits}f}"
     return mean if len(values) < 2 else f"{mean} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """One row per (protocol, method, bits): every score as mean ± std over its seeds."""
+    """One row per (data, protocol, method, bits): every score as mean ± std over its seeds."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["protocol"], r["method"], int(r["bits"])), []).append(r)
-    return [{"protocol": p, "method": m, "bits": b, "seeds": len(g), "epochs": g[0]["epochs"],
-             **{s: _stat([float(r[s]) for r in g], 3) for s in SCORES},
-             "train_seconds": _stat([float(r["train_seconds"]) for r in g], 0)}
-            for (p, m, b), g in groups.items()]
+        groups.setdefault((r["data"], r["protocol"], r["method"], int(r["bits"])), []).append(r)
+    return [{"data": d, "protocol": p, "method": m, "bits": b, "seeds": len(g), "epochs": g[0]["epochs"],
+             **{s: _stat([r[s] for r in g], 3) for s in SCORES},
+             "train_seconds": _stat([r["train_seconds"] for r in g], 0)}
+            for (d, p, m, b), g in groups.items()]
 
 
 def _cell(row: dict) -> str:
@@ -120,12 +126,12 @@ def write_reports(out: Path, rows: list[dict]) -> None:
 
     lines = []
     summary = summarise(rows)
-    for protocol in sorted({r["protocol"] for r in summary}):
-        cells = [r for r in summary if r["protocol"] == protocol]
+    for data, protocol in sorted({(r["data"], r["protocol"]) for r in summary}):
+        cells = [r for r in summary if (r["data"], r["protocol"]) == (data, protocol)]
         seeds = sorted({r["seeds"] for r in cells})
         lengths = sorted({int(r["bits"]) for r in cells})
-        lines += [f"### Fashion-MNIST, protocol `{protocol}`", "",
-                  "mAP@all / mAP@1000 / P@H≤2 / training time (epochs)"
+        lines += [f"### {data}, protocol `{protocol}`", "",
+                  "mAP@all / mAP@1000 / P@H≤2 / NDCG@100 / training time (epochs)"
                   + (f", mean ± std over {'/'.join(map(str, seeds))} seeds" if seeds != [1] else ""), "",
                   "| method | " + " | ".join(f"{b} bits" for b in lengths) + " |",
                   "|---|" + "---|" * len(lengths)]
@@ -139,11 +145,11 @@ def write_reports(out: Path, rows: list[dict]) -> None:
             for m in methods:
                 pts = sorted((int(r["bits"]), float(r["map@all"].split(" ± ")[0])) for r in cells if r["method"] == m)
                 ax.plot(*zip(*pts), marker="o", label=m)
-            ax.set(xlabel="bits", ylabel="mAP@all", title=f"Fashion-MNIST ({protocol} protocol)", xticks=lengths)
+            ax.set(xlabel="bits", ylabel="mAP@all", title=f"{data} ({protocol} protocol)", xticks=lengths)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: no point hidden
             fig.tight_layout()
-            fig.savefig(out / f"map_vs_bits_{protocol}.png", dpi=120)
+            fig.savefig(out / f"map_vs_bits_{'' if data == 'fashion-mnist' else data + '_'}{protocol}.png", dpi=120)
             plt.close(fig)
     (out / "results.md").write_text("\n".join(lines))
 
@@ -151,30 +157,32 @@ def write_reports(out: Path, rows: list[dict]) -> None:
 @click.command()
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True, help="Comma-separated methods.")
 @click.option("--bits", "bits_list", default="12,24,32,48", show_default=True, help="Comma-separated code lengths.")
+@click.option("--data", type=click.Choice(["fashion-mnist", "fashion-mnist-mosaic"]), default="fashion-mnist",
+              show_default=True, help="fashion-mnist-mosaic: the multi-label benchmark (2×2 mosaics, label unions).")
 @click.option("--protocol", type=click.Choice(["full", "per-class", "unseen"]), default="full", show_default=True)
 @click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Train each cell with seeds 0 … N−1; reports show mean ± std.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/compare"), show_default=True)
 @click.option("--train-arg", "extra", multiple=True, help="Extra argument passed to every `dhash train` (repeatable).")
-def main(methods: str, bits_list: str, protocol: str, seeds: int, out: Path, extra: tuple[str, ...]) -> None:
+def main(methods: str, bits_list: str, data: str, protocol: str, seeds: int, out: Path, extra: tuple[str, ...]) -> None:
     """Train + evaluate each (method, bits) cell on Fashion-MNIST; resumable."""
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.csv"
     rows = _load(results)
-    done = {(r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows}
+    done = {(r["data"], r["protocol"], r["method"], r["bits"], r["seed"]) for r in rows}
     cells = [(b, m, s) for b in map(int, bits_list.split(",")) for m in methods.split(",") for s in range(seeds)]
     for bits, method, seed in cells:
-        if (protocol, method, str(bits), str(seed)) in done:
+        if (data, protocol, method, str(bits), str(seed)) in done:
             continue
-        console.print(f"[bold]{protocol} / {method} / {bits} bits / seed {seed}[/] …")
-        row = run_cell(out, protocol, method, bits, seed, extra)
+        console.print(f"[bold]{data} / {protocol} / {method} / {bits} bits / seed {seed}[/] …")
+        row = run_cell(out, data, protocol, method, bits, seed, extra)
         rows.append({k: str(v) for k, v in row.items()})
         _save(results, rows)
         console.print(f"  mAP@all {row['map@all']}  mAP@1000 {row['map@1000']}  P@H<=2 {row['p@h<=2']}  ({row['train_seconds']} s)")
     write_reports(out, rows)
-    table = Table("protocol", "method", "bits", "seeds", "mAP@all", "mAP@1000", "P@H≤2", "train s")
+    table = Table("data", "protocol", "method", "bits", "seeds", "mAP@all", "mAP@1000", "P@H≤2", "NDCG@100", "train s")
     for r in summarise(rows):
-        table.add_row(r["protocol"], r["method"], str(r["bits"]), str(r["seeds"]), *(r[s] for s in SCORES), r["train_seconds"])
+        table.add_row(r["data"], r["protocol"], r["method"], str(r["bits"]), str(r["seeds"]), *(r[s] for s in SCORES), r["train_seconds"])
     console.print(table)
     console.print(f"wrote {results}, {out / 'results.md'}")
 

@@ -36,7 +36,7 @@ def test_cells_reports_and_resume(tmp_path):
 
     second = _run(tmp_path, "8,16")  # the 8-bit cells are done: only the 16-bit ones run
     assert second.returncode == 0, second.stderr[-2000:]
-    assert second.stdout.count("…") == 2, second.stdout
+    assert second.stdout.count(" bits / seed 0 …") == 2, second.stdout
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert sorted((r["method"], r["bits"]) for r in rows) == [("itq", "16"), ("itq", "8"), ("lsh", "16"), ("lsh", "8")]
     assert (tmp_path / "map_vs_bits_per-class.png").stat().st_size > 0

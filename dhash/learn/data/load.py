@@ -10,9 +10,10 @@ from .features import load_features
 from .folder import load_folder
 from .idx import load_idx_dataset
 from .listfile import load_list_file
+from .mosaic import load_mosaic
 from .source import Source
 
-BUILTIN = ("fashion-mnist", "mnist", "cifar10")
+BUILTIN = ("fashion-mnist", "mnist", "cifar10", "fashion-mnist-mosaic")
 LIST_SUFFIXES = (".txt",)
 FEATURE_SUFFIXES = (".h5", ".hdf5")
 
@@ -26,7 +27,7 @@ def load_source(
     ----------
     spec
         ``fashion-mnist``, ``mnist`` or ``cifar10`` (found on disk or downloaded, see
-        ``dhash.data.download``); a folder of images (sub-folder = class); a ``.txt`` list file
+        ``dhash.data.download``), ``fashion-mnist-mosaic`` (multi-label, built from Fashion-MNIST); a folder of images (sub-folder = class); a ``.txt`` list file
         (``path l1 … lC`` per line); or an ``.h5`` / ``.hdf5`` feature file. A built-in name wins
         over a folder of the same name: write ``./mnist`` for the folder.
     data_dir
@@ -36,8 +37,12 @@ def load_source(
     progress
         Show a progress bar while image files are checked.
     """
+    if spec == "cifar10":
+        return load_cifar10(data_dir)
+    if spec == "fashion-mnist-mosaic":
+        return load_mosaic(data_dir)
     if spec in BUILTIN:
-        return load_cifar10(data_dir) if spec == "cifar10" else load_idx_dataset(spec, data_dir)
+        return load_idx_dataset(spec, data_dir)
     path = Path(spec)
     if path.is_dir():
         return load_folder(path, strict, progress)
