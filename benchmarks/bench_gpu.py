@@ -120,7 +120,7 @@ def search_rows(n: int, device: torch.device, queries: int, check: int, k: int =
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    ap.add_argument("--backbones", nargs="+", choices=list(BACKBONES), default=list(BACKBONES))
+    ap.add_argument("--backbones", nargs="*", choices=list(BACKBONES), default=list(BACKBONES), help="(none: no networks)")
     ap.add_argument("--batch", type=int, nargs=2, default=[256, 64], metavar=("SMALL", "EFFICIENTNET"),
                     help="batch sizes of small-cnn and efficientnet-lite0")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement (CPU: a quarter)")
