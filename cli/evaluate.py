@@ -135,7 +135,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
 @model_option("A trained run: encode its query and database splits, then evaluate")
 @click.option("--data", metavar="SPEC",
               help="Where the run's data set is, if not where it was at training time (with --model).")
-@device_option("Device for encoding")
+@device_option("Device for encoding (cuda[:N] also computes the Hamming distances)")
 @click.option("--map-at", "map_at", default="all", show_default=True, metavar="K|all[,...]",
               help="mAP cut-offs, e.g. 5000 or 1000,all.")
 @click.option("--precision-radius", type=click.IntRange(min=0), default=2, show_default=True,
@@ -201,6 +201,7 @@ def evaluate(queries: str | None, database: str | None, model: Path | None, data
         gain=gain,
         curves=curves_dir is not None,
         threads=threads,
+        device=device if device.startswith("cuda") else None,
     )
     progress = fmt == "table" and sys.stderr.isatty()
     results: dict[str, dict[str, Any]] = {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import click
@@ -71,7 +72,7 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="Query image file (repeatable); needs --model.")
 @model_option("The model that encodes --image")
-@device_option("Device for --model")
+@device_option("Device for --model (cuda[:N] also runs the search, a linear scan)")
 @click.option("-k", "k", type=click.IntRange(min=1), help="Number of nearest neighbours per query.")
 @click.option("--radius", type=click.IntRange(min=0), help="Return every code within this Hamming distance.")
 @threads_option()
@@ -111,13 +112,21 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
         if out is not None:
             check_not_input(out, inputs)  # before searching, not after
     kern = None if kernel == "auto" else kernel
+    if device.startswith("cuda"):
+        from dhash.search.torch_search import TorchIndex
+
+        on_device = TorchIndex(ix.codes(), ix.bits, device)
+        knn, within = on_device.search, on_device.range_search
+    else:
+        knn = partial(ix.search, threads=threads, kernel=kern)
+        within = partial(ix.range_search, threads=threads, kernel=kern)
     lims = None
     if k is not None:
-        dist, idx = ix.search(q, k, threads, kern)
+        dist, idx = knn(q, k)
         rows = result_records(dist, idx, None, loaded.ids)
         title = f"{k} nearest of {ix.ntotal:,} codes"
     else:
-        lims, dist, idx = ix.range_search(q, radius, threads, kern)
+        lims, dist, idx = within(q, radius)
         rows = result_records(dist, idx, lims, loaded.ids)
         title = f"codes within distance {radius} ({ix.ntotal:,} codes)"
     if grid is not None:

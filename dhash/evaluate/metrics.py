@@ -4,8 +4,8 @@ Relevance: a database item is relevant to a query when their labels share at lea
 (single- and multi-label alike); NDCG uses a graded gain, the number of shared labels (or their
 cosine). Definitions, formulas and conventions: ``docs/metrics.md``.
 
-Distances come from the compiled core (:func:`dhash.search.hamming_distances`), one block of
-queries at a time so that no queries × database matrix is ever held whole; the per-query work
+Distances come from the compiled core (:func:`dhash.search.hamming_distances`), or with ``device=``
+from :mod:`dhash.search.torch_search` on a GPU, one block of queries at a time so that no queries × database matrix is ever held whole; the per-query work
 runs in the numba kernels of :mod:`dhash.ap_kernels`.
 """
 from __future__ import annotations
@@ -131,9 +131,11 @@ def _scan(
     full: bool = True,
     threads: int | None = None,
     progress: bool = False,
+    device: str | None = None,
 ) -> Iterator[_Block]:
     """Run the kernels over blocks of queries; every k must lie in 1..N. ``full=False``: see
-    :func:`dhash.ap_kernels.block_metrics` (only the AP is right then)."""
+    :func:`dhash.ap_kernels.block_metrics` (only the AP is right then). ``device``: see
+    :func:`evaluate_codes`."""
     nq, n_db = len(query_codes), len(db_codes)
     average = _check_choice(ties, TIES, "ties") == "average"
     norm_min = _check_choice(normalizer, NORMALIZERS, "normalizer") == "min"
@@ -151,11 +153,18 @@ def _scan(
     per_row = 2 * max(n_db, 1)  # bytes of distances per query
     rows = max(BLOCK_BYTES // per_row, min(MIN_ROWS, MAX_BLOCK_BYTES // per_row), 1)
     rows = min(rows, -(-nq // workers))
+    if device is None:
+        def distances(q: np.ndarray) -> np.ndarray:
+            return hamming_distances(q, db_codes, bits, threads=1)
+    else:
+        from ..search.torch_search import TorchIndex
+
+        distances = TorchIndex(db_codes, bits, device).distances
 
     def run(start: int) -> _Block:
         stop = min(start + rows, nq)
         nb = stop - start
-        dist = hamming_distances(query_codes[start:stop], db_codes, bits, threads=1)
+        dist = distances(query_codes[start:stop])
         block = _Block(
             start,
             np.zeros((nb, map_ks.size)),
@@ -324,13 +333,16 @@ def evaluate_codes(
     curves: bool = False,
     threads: int | None = None,
     progress: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """All retrieval metrics of labelled query codes against labelled database codes.
 
     ``queries`` / ``database`` are code files (paths or :class:`CodeFile`). ``map_at``: cut-offs
     (integers or "all"); ``precision_radius``: r of P@H<=r and R@H<=r; ``precision_at``: k of
     precision@k and recall@k; ``ndcg_at``: k of NDCG@k (default 100 for multi-label data, none
-    for single-label); ``gain``: NDCG gain, "shared" (number of shared labels) or "cosine".
+    for single-label); ``gain``: NDCG gain, "shared" (number of shared labels) or "cosine";
+    ``device``: compute the Hamming distances with :mod:`dhash.search.torch_search` on this torch
+    device ("cuda", "cuda:1", "cpu"; the per-query metrics stay on the CPU), None: the compiled core.
 
     Returns a flat dict: ``map@K``, ``p@h<=R``, ``r@h<=R``, ``precision@K``, ``recall@K``,
     ``ndcg@K``, then ``queries``, ``database``, ``bits``, ``ties``, ``normalizer``, ``relevance``,
@@ -355,7 +367,7 @@ def evaluate_codes(
     for block in _scan(
         qf.codes, dbf.codes, bits, pack_labels(qf.labels), pack_labels(dbf.labels), ties=ties, normalizer=normalizer,
         gain=gain, map_ks=[_cutoff(k, n_db, "map_at") for k in map_at], hit_ks=hit_ks,
-        ndcg_ks=[_cutoff(k, n_db, "ndcg_at") for k in ndcg_at], threads=threads, progress=progress,
+        ndcg_ks=[_cutoff(k, n_db, "ndcg_at") for k in ndcg_at], threads=threads, progress=progress, device=device,
     ):  # fmt: skip
         sums.add(block)
 
