@@ -132,8 +132,10 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
     if grid is not None:
         grid_idx = idx if lims is None else [idx[a:b][:10] for a, b in zip(lims[:-1], lims[1:])]
         from dhash.evaluate.gallery import query_grid
+        from dhash.learn.data import images_by_id
 
-        query_grid(grid, qfile, loaded, grid_idx, query_files=codes is None, data_dir=data_dir)
+        query_grid(grid, qfile, loaded, grid_idx, lambda dataset, ids: images_by_id(dataset, ids, data_dir),
+                   query_files=codes is None)
         Console(stderr=True).print(f"[green]wrote[/] {grid}", highlight=False)
     emit(_render(rows, fmt, loaded.ids is not None, title), output, inputs,
          f": {len(rows):,} results for {len(q):,} queries")

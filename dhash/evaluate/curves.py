@@ -1,6 +1,6 @@
 """The retrieval curves of one or several runs as PNG plots (matplotlib, Agg) and CSV tables.
 
-Input: run name -> the ``curves`` entry of :func:`dhash.metrics.evaluate_codes` (``curves=True``).
+Input: run name -> the ``curves`` entry of :func:`dhash.evaluate.metrics.evaluate_codes` (``curves=True``).
 Output files, each with every run overlaid (the comparison figure of papers):
 
 - ``pr_hamming.png``: precision–recall over Hamming radius (one point per radius r = 0..bits);

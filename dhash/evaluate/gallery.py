@@ -1,12 +1,12 @@
 """Retrieval picture: each query image followed by its top results, framed green (relevant) or red.
 
-``retrieval_grid`` draws given images; ``query_grid`` finds the images of a search's queries and
-results (by the ids in the code and index files) and draws them (``dhash query --grid``).
+``retrieval_grid`` draws given images; ``query_grid`` draws a search's queries and results, their
+images found by the ids in the code and index files (``dhash query --grid``).
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,32 +59,14 @@ def retrieval_grid(
     return Path(path)
 
 
-def images_by_id(dataset: str, ids: Sequence[str], data_dir: str | None = None) -> list[np.ndarray]:
-    """The images of ``dataset`` (a ``--data`` spec) whose ids (as in code files) are ``ids``."""
-    from ..learn.data import load_source
-
-    source = load_source(dataset, data_dir)
-    if source.images is None and source.paths is None:
-        raise DHashError(f"{dataset}: holds features, not images, so there is nothing to draw")
-    row = {id_: i for i, id_ in enumerate(source.ids)}
-    images = []
-    for id_ in ids:
-        if id_ not in row:
-            raise DHashError(f"{dataset}: has no item with id {id_!r} (was it encoded from other data?)")
-        if source.images is not None:
-            images.append(source.images[row[id_]])
-        else:
-            images.append(np.asarray(Image.open(source.paths[row[id_]]).convert("RGB")))
-    return images
-
-
 def query_grid(path: str | os.PathLike, queries: CodeFile, index: IndexFile, results: Sequence[Sequence[int]],
-               query_files: bool = False, data_dir: str | None = None) -> Path:
+               images: Callable[[str, Sequence[str]], list[np.ndarray]], query_files: bool = False) -> Path:
     """Draw the queries of a search and their ``results`` (rows of the index, -1: none), framed by relevance.
 
-    The images are found by id: the query ids name image files (``query_files``) or items of the
-    query code file's data set; result ids name items of the data set the index was built from.
-    Relevant means sharing a label, when both files have labels.
+    The images are found by id with ``images(dataset, ids)`` (``dhash.learn.data.images_by_id``): the
+    query ids name image files (``query_files``) or items of the query code file's data set; result
+    ids name items of the data set the index was built from. Relevant means sharing a label, when
+    both files have labels.
     """
     if queries.ids is None or index.ids is None:
         raise DHashError("--grid needs ids in the query code file and in the index (as `dhash encode` writes)")
@@ -94,9 +76,9 @@ def query_grid(path: str | os.PathLike, queries: CodeFile, index: IndexFile, res
     if query_files:
         q_images = [np.asarray(Image.open(p).convert("RGB")) for p in queries.ids]
     else:
-        q_images = images_by_id(queries.attrs.get("dataset", db_data), queries.ids, data_dir)
+        q_images = images(queries.attrs.get("dataset", db_data), queries.ids)
     rows = [[int(i) for i in r if i >= 0] for r in results]
-    db_images = images_by_id(db_data, [index.ids[i] for r in rows for i in r], data_dir)
+    db_images = images(db_data, [index.ids[i] for r in rows for i in r])
     found, start = [], 0
     for r in rows:
         found.append(db_images[start:start + len(r)])

@@ -1,6 +1,6 @@
 """Turning images into binary codes with a trained model (``dhash encode``).
 
-``load_model`` rebuilds the network and method from a model file (``dhash.run``); the ``Encoder``
+``load_model`` rebuilds the network and method from a model file (``dhash.learn.run``); the ``Encoder``
 runs it over a ``Source`` (with ``dhash.learn.runtime.forward_batches``) and packs the signs of
 ``method.project(h)`` into codes.
 """
@@ -64,11 +64,6 @@ class Encoder:
         if self._sha256 is None:
             self._sha256 = file_sha256(self.path)
         return self._sha256
-
-    def encode_tensor(self, x: torch.Tensor) -> np.ndarray:
-        """Packed codes (uint8 N × ceil(bits/8)) of a batch of normalised images (as the input spec says)."""
-        with torch.inference_mode():
-            return self._codes(self.network(x.to(self.device)))
 
     def _codes(self, out: Any) -> np.ndarray:
         return pack_codes(self.method.project(out.h.float()))
@@ -167,8 +162,7 @@ def encode_image_files(model_path: str | os.PathLike, paths: Sequence[str | os.P
         if not os.path.isfile(f):
             raise DHashError(f"{f}: no such image file")
     encoder = load_model(model_path, device)
-    source = Source(name="images", images=None, paths=files, features=None, labels=None, classes=[],
-                    ids=files, subset=None)
+    source = Source(name="images", paths=files, ids=files)
     return encoder.encode_source(source, strict=True).codes, encoder.bits
 
 

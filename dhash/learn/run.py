@@ -1,8 +1,8 @@
 """A run folder (``dhash train -o runs/x``) and the model file.
 
 Contents of the folder:
-  config.json    the effective config (``dhash.config``), written when the run starts
-  split.npz      the train / query / database indices (``dhash.data.Split``)
+  config.json    the effective config (``dhash.learn.settings``), written when the run starts
+  split.npz      the train / query / database indices (``dhash.learn.data.Split``)
   metrics.jsonl  one JSON object per epoch (epoch, loss and its parts, lr, seconds, images_per_s),
                  then one ``{"post_train": {...}}`` line when the method has a post-training step
   checkpoint.pt  the state after the last finished epoch (network, method, optimiser, scheduler,
@@ -133,7 +133,7 @@ class Run:
 
 
 def save_model(path: Path, record: dict[str, Any]) -> None:
-    """Write the model file atomically (``record`` as built by ``dhash.train``)."""
+    """Write the model file atomically (``record`` as built by ``dhash.learn.train``)."""
     save_torch(plain({"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **record}), path)
 
 

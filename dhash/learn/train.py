@@ -4,7 +4,7 @@
 method, then either fits a closed-form method (LSH, ITQ: ``method.fit`` on backbone features of the
 training split) or runs gradient training followed by the method's ``post_train`` step (SDSH's
 rotation) on the raw outputs of the training split. It writes the run folder described in
-``dhash.run`` and returns the path of ``model.pt``.
+``dhash.learn.run`` and returns the path of ``model.pt``.
 
 Training details:
   - optimiser ``adam`` or ``sgd`` (momentum), with ``weight_decay``; on a pretrained backbone (or one
@@ -232,7 +232,7 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def train(config: dict[str, Any], output: str | Path, resume: bool = False, progress: bool = False,
           console: Console | None = None) -> Path:
-    """Train as ``config`` says (see ``dhash.config``), writing the run folder ``output``; return ``model.pt``.
+    """Train as ``config`` says (see ``dhash.learn.settings``), writing the run folder ``output``; return ``model.pt``.
 
     With ``resume``, continue from the run's last checkpoint. Ctrl-C raises ``TrainingInterrupted``
     (a ``KeyboardInterrupt``) after the last finished epoch's checkpoint has been left in place.

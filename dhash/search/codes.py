@@ -25,12 +25,6 @@ MAX_BITS = 1024
 BITORDER = "little"
 
 
-def n_bytes(bits: int) -> int:
-    """Number of bytes that hold a code of ``bits`` bits."""
-    check_bits(bits)
-    return (bits + 7) // 8
-
-
 def check_bits(bits: int, where: str = "bits") -> int:
     """Validate a code length (1..1024) and return it as ``int``."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= MAX_BITS:

@@ -57,7 +57,7 @@ def choose_kind(kind: str, bits: int, n: int) -> str:
 
 
 def build_index(codes: CodeFile, kind: str = "auto", substrings: int | None = None) -> Index:
-    """An index over the codes of a :class:`~dhash.codes.CodeFile`."""
+    """An index over the codes of a :class:`~dhash.search.codes.CodeFile`."""
     kind = choose_kind(kind, codes.bits, len(codes))
     if substrings is not None and kind != "mih":
         raise DHashError("substrings: only a mih index has substrings (use --kind mih)")

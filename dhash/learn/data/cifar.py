@@ -51,8 +51,6 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> Source:
     return Source(
         name="cifar10",
         images=np.concatenate(images),
-        paths=None,
-        features=None,
         labels=one_hot(np.concatenate(labels), len(classes)),
         classes=classes,
         ids=ids,

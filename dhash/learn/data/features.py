@@ -38,8 +38,6 @@ def load_features(path: Path) -> Source:
         raise DHashError(f"{path}: 'subset' must be {n} values of 0 (train) or 1 (test)")
     return Source(
         name=str(path),
-        images=None,
-        paths=None,
         features=features,
         labels=labels,
         classes=classes,

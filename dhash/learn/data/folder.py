@@ -41,12 +41,9 @@ def load_folder(root: Path, strict: bool = False, progress: bool = False) -> Sou
         labels = one_hot(np.array([index[Path(p).relative_to(root).parts[0]] for p in paths]), len(classes))
     return Source(
         name=str(root),
-        images=None,
         paths=paths,
-        features=None,
         labels=labels,
         classes=classes,
         ids=list(paths),
-        subset=None,
         skipped=[f"{p} (no class sub-folder)" for p in loose] + bad,
     )

@@ -74,8 +74,6 @@ def load_idx_dataset(name: str, data_dir: str | os.PathLike | None = None) -> So
     return Source(
         name=name,
         images=np.concatenate(images),
-        paths=None,
-        features=None,
         labels=one_hot(np.concatenate(labels), len(classes)),
         classes=list(classes),
         ids=ids,

@@ -27,13 +27,10 @@ def load_list_file(path: Path, strict: bool = False, progress: bool = False) -> 
     kept = [paths[i] for i in keep]
     return Source(
         name=str(path),
-        images=None,
         paths=kept,
-        features=None,
         labels=labels,
         classes=[str(c) for c in range(num_classes)],
         ids=list(kept),
-        subset=None,
         skipped=bad,
     )
 

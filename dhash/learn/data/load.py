@@ -1,8 +1,12 @@
-"""``load_source``: turn one ``--data`` argument into a ``Source``."""
+"""``load_source``: turn one ``--data`` argument into a ``Source``; ``images_by_id``: some of its images."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from ...errors import DHashError
 from .cifar import load_cifar10
@@ -27,7 +31,8 @@ def load_source(
     ----------
     spec
         ``fashion-mnist``, ``mnist`` or ``cifar10`` (found on disk or downloaded, see
-        ``dhash.data.download``), ``fashion-mnist-mosaic`` (multi-label, built from Fashion-MNIST); a folder of images (sub-folder = class); a ``.txt`` list file
+        ``dhash.learn.data.download``), ``fashion-mnist-mosaic`` (multi-label, built from Fashion-MNIST); a
+        folder of images (sub-folder = class); a ``.txt`` list file
         (``path l1 … lC`` per line); or an ``.h5`` / ``.hdf5`` feature file. A built-in name wins
         over a folder of the same name: write ``./mnist`` for the folder.
     data_dir
@@ -57,3 +62,20 @@ def load_source(
         f"{spec}: unknown data format '{suffix}'; expected a folder, a .txt list file, an .h5/.hdf5 feature file "
         f"or one of {', '.join(BUILTIN)}"
     )
+
+
+def images_by_id(dataset: str, ids: Sequence[str], data_dir: str | None = None) -> list[np.ndarray]:
+    """The images of ``dataset`` (a ``--data`` spec) whose ids (as in code files) are ``ids``."""
+    source = load_source(dataset, data_dir)
+    if source.images is None and source.paths is None:
+        raise DHashError(f"{dataset}: holds features, not images, so there is nothing to draw")
+    row = {id_: i for i, id_ in enumerate(source.ids)}
+    images = []
+    for id_ in ids:
+        if id_ not in row:
+            raise DHashError(f"{dataset}: has no item with id {id_!r} (was it encoded from other data?)")
+        if source.images is not None:
+            images.append(source.images[row[id_]])
+        else:
+            images.append(np.asarray(Image.open(source.paths[row[id_]]).convert("RGB")))
+    return images

@@ -15,17 +15,17 @@ class Source:
     ``features`` (N×D float32) is set. ``labels`` is N×C uint8 multi-hot (None when unlabelled);
     ``subset`` marks the data set's own split (0 = train, 1 = test; None when it has none).
     ``skipped`` lists the image files left out (unreadable, missing, or without a class) as
-    ``"PATH (reason)"``, for reports.
+    ``"PATH (reason)"``, for reports. Fields not given are unset (None or empty).
     """
 
     name: str
-    images: np.ndarray | None
-    paths: list[str] | None
-    features: np.ndarray | None
-    labels: np.ndarray | None
-    classes: list[str]
-    ids: list[str]
-    subset: np.ndarray | None
+    images: np.ndarray | None = None
+    paths: list[str] | None = None
+    features: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    classes: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    subset: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
