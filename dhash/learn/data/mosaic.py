@@ -37,8 +37,6 @@ def load_mosaic(data_dir: str | os.PathLike | None = None) -> Source:
     return Source(
         name="fashion-mnist-mosaic",
         images=np.concatenate(images),
-        paths=None,
-        features=None,
         labels=np.concatenate(labels),
         classes=list(base.classes),
         ids=ids,
