@@ -27,9 +27,9 @@ struct Kernel {
 };
 
 // The families, each defined in its kernels_<name>.cpp.
-extern const Kernel kPortable;  // plain C++, any CPU
+extern const Kernel kPortable;  // plain C++, any CPU; hardware popcount where the CPU has one
 #if defined(__x86_64__)
-extern const Kernel kPopcnt;    // the same loops for x86-64-v2: hardware POPCNT
+extern const Kernel kPortableBaseline;  // the portable loops for the x86-64 baseline (SWAR popcount)
 extern const Kernel kAvx2;
 extern const Kernel kAvx512;
 #endif

@@ -73,6 +73,8 @@ DH_TARGET static inline int popcount64(uint64_t x) { return __builtin_popcountll
 
 #include "generic_filters.inc"
 
+static constexpr bool kLaneTile = false;
+
 #include "kernel_impl.inc"
 
 static bool supported() {

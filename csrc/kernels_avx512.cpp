@@ -85,6 +85,8 @@ template <int W>
 DH_TARGET static size_t filter_w(const uint64_t* codes, size_t n, int words, const uint64_t* q, uint32_t lim,
                                  uint32_t* pos, uint16_t* dist);
 
+static constexpr bool kLaneTile = false;
+
 #include "kernel_impl.inc"
 
 static bool supported() {

@@ -68,6 +68,8 @@ static inline int popcount64(uint64_t x) { return __builtin_popcountll(x); }
 
 #include "generic_filters.inc"
 
+static constexpr bool kLaneTile = false;
+
 #include "kernel_impl.inc"
 
 static bool supported() { return true; }

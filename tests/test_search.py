@@ -62,13 +62,13 @@ def kernel(request):
 
 def test_kernel_listing_and_default(monkeypatch):
     monkeypatch.delenv("DHASH_KERNEL", raising=False)
-    assert available_kernels()[0] == "portable"
+    assert "portable" in available_kernels()
     assert set(available_kernels()) <= set(KERNELS)
     assert available_kernels() == [k for k in _core.compiled_kernels() if k in available_kernels()]
-    for bits in BITS:  # the timed choice per code length: a supported kernel with hardware popcount
+    for bits in BITS:  # the timed choice per code length: never the build without POPCNT
         chosen = selected_kernel(bits=bits)
         assert chosen in available_kernels()
-        assert chosen != "portable" or available_kernels() == ["portable"]
+        assert chosen != "portable-baseline"
         assert selected_kernel(bits=bits) == chosen  # cached
     for name in available_kernels():
         assert selected_kernel(name, bits=64) == name

@@ -2,7 +2,7 @@
 and streaming search over HDF5 code files larger than memory.
 
 The work is done by the compiled core ``dhash.search._core`` (``csrc/``, see ``docs/search.md``):
-portable / POPCNT / AVX2 / AVX-512 VPOPCNTDQ / NEON kernels, the fastest for the CPU and code length
+portable (POPCNT where the CPU has it) / AVX2 / AVX-512 VPOPCNTDQ / NEON kernels, the fastest for the CPU and code length
 chosen at run time (force one with ``kernel=`` or the environment variable ``DHASH_KERNEL``), OpenMP
 threads, GIL released. Every function validates its
 inputs here and raises :class:`~dhash.errors.DHashError` with a one-line message.
@@ -19,6 +19,7 @@ Hashing", CVPR 2012 (the MIH index).
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from . import _core
 from .codes import check_bits, check_codes, code_file_info, iter_code_blocks
 from ..errors import DHashError
 
-KERNELS = ("portable", "popcnt", "avx2", "avx512", "neon")  # every kernel of any build
+KERNELS = ("portable-baseline", "portable", "avx2", "avx512", "neon")  # every kernel of any build
 MAX_NTOTAL = 2**32 - 2  # indices are stored as uint32 inside the core
 MAX_K = 2**30
 INDEX_KINDS = ("linear", "mih")
@@ -43,6 +44,18 @@ def selected_kernel(kernel: str | None = None, bits: int = 64) -> str:
     """The kernel a search of ``bits``-bit codes with ``kernel=`` uses: the given one, else
     ``$DHASH_KERNEL``, else the fastest here for that code length (timed once per process)."""
     return _core.selected_kernel(_check_kernel(kernel), check_bits(bits))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _check_kernel(kernel: str | None) -> str:
