@@ -33,7 +33,7 @@ Rows rows_of(const py::array& a, const char* what) {
 py::array_t<uint8_t> bytes_array(const std::vector<uint8_t>& bytes, int bits) {
     const size_t width = size_t(bits + 7) / 8;
     py::array_t<uint8_t> out({bytes.size() / width, width});
-    std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
+    if (!bytes.empty()) std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
     return out;
 }
 
