@@ -11,8 +11,11 @@ method does per core it actually got. "× faiss" is the wall-clock ratio to fais
 at the same cell. "exact" is the share of returned distances equal to the exact ones (faiss
 MultiHash is approximate: it only probes buckets within --faiss-nflip bit flips).
 
+``--kernels all`` (or a list of kernel names) times the dhash methods once per kernel, side by side
+(rows ``dhash-linear:popcnt``, ...); by default they use the kernel dhash chooses (printed first).
+
 Examples:
-  .venv/bin/python benchmarks/bench_search.py --quick
+  .venv/bin/python benchmarks/bench_search.py --quick --kernels all
   .venv/bin/python benchmarks/bench_search.py --n 10M --bits 64 --k 10 --threads 2 --data uniform
   .venv/bin/python benchmarks/bench_search.py            # the full grid (long: hours on 2 cores)
 """
@@ -22,7 +25,6 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dhash.search import _core
-from dhash.search.index import LinearIndex, MIHIndex, selected_kernel
+from dhash.search.index import LinearIndex, MIHIndex, available_kernels, cpu_model, selected_kernel
 
 METHODS = ("dhash-linear", "dhash-mih", "faiss-flat", "faiss-mih", "numpy")
 RESULTS = Path(__file__).parent / "results"
@@ -114,7 +116,8 @@ class Runner:
 
     def search(self, name: str, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         if name.startswith("dhash"):
-            return self.index[name].search(q, k, threads=threads)
+            method, _, kernel = name.partition(":")
+            return self.index[method].search(q, k, threads=threads, kernel=kernel or None)
         if name.startswith("faiss"):
             import faiss
 
@@ -146,6 +149,8 @@ def main() -> None:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--data", nargs="+", choices=["uniform", "clustered"], default=["uniform", "clustered"])
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument("--kernels", nargs="+", default=["auto"],
+                    help="'auto' (dhash's choice), 'all' (every kernel this CPU runs), or kernel names")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per cell; the best is kept")
     ap.add_argument("--budget", type=float, default=8.0, help="target seconds per timed run of a slow method")
@@ -160,8 +165,13 @@ def main() -> None:
     console = Console(width=150)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.output or RESULTS / f"bench_search-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, kernel {selected_kernel()}"
-    console.print(f"machine: {machine}; load average at start {os.getloadavg()[0]:.1f}", highlight=False)
+    kernels = available_kernels() if args.kernels == ["all"] else [] if args.kernels == ["auto"] else args.kernels
+    chosen = ", ".join(f"{b} bits: {selected_kernel(bits=b)}" for b in args.bits)
+    machine = f"{cpu_model()}, {os.cpu_count()} cores"
+    console.print(f"machine: {machine}; kernel chosen: {chosen}; load average at start {os.getloadavg()[0]:.1f}",
+                  highlight=False)
+    timed_methods = [f"{m}:{kern}" if kern else m for m in args.methods
+                     for kern in (kernels if kernels and m.startswith("dhash") else [""])]
     rows: list[dict] = []
     for n_text in args.n:
         n = parse_n(n_text)
@@ -173,12 +183,13 @@ def main() -> None:
                     for k in args.k:
                         exact = None
                         cell: list[dict] = []
-                        for name in args.methods:
+                        for name in timed_methods:
                             r = timed(lambda q: runner.search(name, q, k, threads), queries, args.repeat, args.budget)
                             d = np.asarray(r["result"][0])
-                            if exact is None and name == "dhash-linear":
+                            if exact is None and name.startswith("dhash-linear"):
                                 exact = d
-                            ok = float(np.mean(d == exact[: len(d)])) if exact is not None else float("nan")
+                            m = min(len(d), len(exact)) if exact is not None else 0
+                            ok = float(np.mean(d[:m] == exact[:m])) if m else float("nan")
                             cell.append({
                                 "n": n, "bits": bits, "data": data, "threads": threads, "k": k, "method": name,
                                 "qps": r["queries"] / r["wall"], "qps_cpu": r["queries"] * threads / r["cpu"],

@@ -11,6 +11,7 @@ from rich.console import Console
 from dhash.cli.options import (csv_text, data_dir_option, device_option, emit, format_option, model_option,
                                output_format, output_option, plain_text, threads_option)
 from dhash.search.codes import CodeFile
+from dhash.search.index import KERNELS
 from dhash.search.index_file import load_index
 from dhash.search.results import result_records
 
@@ -76,8 +77,8 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
 @click.option("-k", "k", type=click.IntRange(min=1), help="Number of nearest neighbours per query.")
 @click.option("--radius", type=click.IntRange(min=0), help="Return every code within this Hamming distance.")
 @threads_option()
-@click.option("--kernel", type=click.Choice(["auto", "portable", "avx2", "avx512"]), default="auto", show_default=True,
-              help="Distance kernel (auto: $DHASH_KERNEL, else the best this CPU has).")
+@click.option("--kernel", type=click.Choice(["auto", *KERNELS]), default="auto", show_default=True,
+              help="Distance kernel (auto: $DHASH_KERNEL, else the fastest here; see `dhash info`).")
 @format_option()
 @output_option("Write the results here instead of stdout.")
 @click.option("--first", type=click.IntRange(min=1), help="Only the first N queries.")

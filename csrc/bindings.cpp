@@ -1,33 +1,44 @@
-// pybind11 surface of dhash._core: kernel listing, the distance matrix, and the index cores that
-// dhash.search wraps (inputs are validated in Python first; the GIL is released for the work).
+// pybind11 surface of dhash.search._core: kernel listing and choice, and the two index classes.
+// Array arguments must be 2-D C-contiguous uint8 (else ValueError); every other check is done by
+// the C++ classes (std::invalid_argument -> ValueError). The GIL is released for the work.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstring>
-#include <shared_mutex>
 
-#include "core.hpp"
+#include "linear.hpp"
 #include "mih.hpp"
-
 
 namespace py = pybind11;
 using namespace dhash;
 
-using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-
 namespace {
 
-int threads_or_default(int threads) { return threads > 0 ? threads : default_threads(); }
+// A view of a 2-D C-contiguous uint8 array.
+struct Rows {
+    const uint8_t* data;
+    size_t n, width;
+};
 
-size_t rows(const U8& a) { return a.ndim() == 2 ? size_t(a.shape(0)) : 0; }
+Rows rows_of(const py::array& a, const char* what) {
+    auto fail = [&](const std::string& why) { throw std::invalid_argument(std::string(what) + ": " + why); };
+    if (!a.dtype().is(py::dtype::of<uint8_t>()))
+        fail("expected dtype uint8, got " + std::string(py::str(a.dtype())));
+    if (a.ndim() != 2) fail("expected a 2-D array (N x bytes), got " + std::to_string(a.ndim()) + "-D");
+    if (!(a.flags() & py::array::c_style)) fail("expected a C-contiguous array");
+    return {static_cast<const uint8_t*>(a.data()), size_t(a.shape(0)), size_t(a.shape(1))};
+}
 
-py::tuple knn_arrays(size_t nq, uint32_t k) {
-    return py::make_tuple(py::array_t<int32_t>({nq, size_t(k)}), py::array_t<int64_t>({nq, size_t(k)}));
+py::array_t<uint8_t> bytes_array(const std::vector<uint8_t>& bytes, int bits) {
+    const size_t width = size_t(bits + 7) / 8;
+    py::array_t<uint8_t> out({bytes.size() / width, width});
+    if (!bytes.empty()) std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
+    return out;
 }
 
 // faiss layout: lims (nq + 1), distances, indices, from per-query sorted keys.
-py::tuple range_arrays(const std::vector<std::vector<uint64_t>>& res) {
+py::tuple range_arrays(const RangeResult& res) {
     py::array_t<int64_t> lims(res.size() + 1);
     auto* l = lims.mutable_data();
     l[0] = 0;
@@ -44,18 +55,6 @@ py::tuple range_arrays(const std::vector<std::vector<uint64_t>>& res) {
     return py::make_tuple(lims, dist, idx);
 }
 
-py::array_t<uint8_t> codes_of(const CodeStore& store) {
-    const size_t width = size_t(store.bits + 7) / 8;
-    py::array_t<uint8_t> out({store.n, width});
-    uint8_t* o = out.mutable_data();
-    uint64_t row[kMaxWords];
-    for (size_t i = 0; i < store.n; ++i) {
-        store.code(i, row);
-        std::memcpy(o + i * width, row, width);
-    }
-    return out;
-}
-
 py::dict stats_dict(const MihStats& s) {
     py::dict d;
     d["mih_queries"] = s.mih_queries;
@@ -65,150 +64,111 @@ py::dict stats_dict(const MihStats& s) {
     return d;
 }
 
-// Linear-scan index: codes in the transposed group layout.
-struct LinearCore {
-    CodeStore store;
-    mutable std::shared_mutex mu;
-
-    explicit LinearCore(int bits) : store(bits) {}
-
-    void add(const U8& codes) {
-        const size_t n = rows(codes);
-        const uint8_t* p = codes.data();
+// k-NN arrays (distances, indices) filled by run(queries, d, i) without the GIL; returns
+// (d, i, whatever run returned).
+template <class Run>
+auto knn(const py::array& queries, int64_t k, const Run& run) {
+    const Rows q = rows_of(queries, "queries");
+    py::array_t<int32_t> d({q.n, size_t(check_k(k))});
+    py::array_t<int64_t> i({q.n, size_t(k)});
+    int32_t* pd = d.mutable_data();
+    int64_t* pi = i.mutable_data();
+    decltype(run(q, pd, pi)) extra{};
+    {
         py::gil_scoped_release nogil;
-        std::unique_lock lock(mu);
-        store.add_bytes(p, n);
+        extra = run(q, pd, pi);
     }
+    return std::make_tuple(d, i, extra);
+}
 
-    py::array_t<uint8_t> codes() const {
-        std::shared_lock lock(mu);
-        return codes_of(store);
-    }
-
-    py::tuple search(const U8& q, uint32_t k, int threads, const std::string& kernel) const {
-        const Kernel& kern = get_kernel(kernel);
-        const size_t nq = rows(q);
-        auto packed = pack_rows(q.data(), nq, store.bits);
-        py::tuple out = knn_arrays(nq, k);
-        auto* d = out[0].cast<py::array_t<int32_t>>().mutable_data();
-        auto* i = out[1].cast<py::array_t<int64_t>>().mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            std::shared_lock lock(mu);
-            knn_scan(store, packed.data(), nq, k, threads_or_default(threads), kern, d, i);
-        }
-        return out;
-    }
-
-    py::tuple range_search(const U8& q, uint32_t radius, int threads, const std::string& kernel) const {
-        const Kernel& kern = get_kernel(kernel);
-        const size_t nq = rows(q);
-        auto packed = pack_rows(q.data(), nq, store.bits);
-        std::vector<std::vector<uint64_t>> res;
-        {
-            py::gil_scoped_release nogil;
-            std::shared_lock lock(mu);
-            res = range_scan(store, packed.data(), nq, radius, threads_or_default(threads), kern);
-        }
-        return range_arrays(res);
-    }
-
-    py::array_t<uint16_t> distances(const U8& q, int threads, const std::string& kernel) const {
-        const Kernel& kern = get_kernel(kernel);
-        const size_t nq = rows(q);
-        auto packed = pack_rows(q.data(), nq, store.bits);
-        py::array_t<uint16_t> out({nq, store.n});
-        uint16_t* o = out.mutable_data();
-        {
-            py::gil_scoped_release nogil;
-            std::shared_lock lock(mu);
-            dhash::distances(store, packed.data(), nq, o, threads_or_default(threads), kern);
-        }
-        return out;
-    }
-};
-
-// Multi-index hashing index; search/range_search also return the MihStats as a dict.
-struct MihBinding {
-    MihCore core;
-    mutable std::shared_mutex mu;
-
-    MihBinding(int bits, int substrings) : core(bits, substrings) {}
-
-    void add(const U8& codes) {
-        const size_t n = rows(codes);
-        const uint8_t* p = codes.data();
-        py::gil_scoped_release nogil;
-        std::unique_lock lock(mu);
-        core.add_bytes(p, n);
-    }
-
-    py::array_t<uint8_t> codes() const {
-        std::shared_lock lock(mu);
-        return codes_of(core.store());
-    }
-
-    py::tuple search(const U8& q, uint32_t k, int threads, const std::string& kernel, bool fallback) const {
-        const Kernel& kern = get_kernel(kernel);
-        const size_t nq = rows(q);
-        auto packed = pack_rows(q.data(), nq, core.store().bits);
-        py::tuple out = knn_arrays(nq, k);
-        auto* d = out[0].cast<py::array_t<int32_t>>().mutable_data();
-        auto* i = out[1].cast<py::array_t<int64_t>>().mutable_data();
-        MihStats stats;
-        {
-            py::gil_scoped_release nogil;
-            std::shared_lock lock(mu);
-            stats = core.knn(packed.data(), nq, k, threads_or_default(threads), kern, fallback, d, i);
-        }
-        return py::make_tuple(out[0], out[1], stats_dict(stats));
-    }
-
-    py::tuple range_search(const U8& q, uint32_t radius, int threads, const std::string& kernel,
-                           bool fallback) const {
-        const Kernel& kern = get_kernel(kernel);
-        const size_t nq = rows(q);
-        auto packed = pack_rows(q.data(), nq, core.store().bits);
-        std::vector<std::vector<uint64_t>> res;
-        MihStats stats;
-        {
-            py::gil_scoped_release nogil;
-            std::shared_lock lock(mu);
-            stats = core.range(packed.data(), nq, radius, threads_or_default(threads), kern, fallback, res);
-        }
-        py::tuple arrays = range_arrays(res);
-        return py::make_tuple(arrays[0], arrays[1], arrays[2], stats_dict(stats));
-    }
-};
+template <class Index>
+void add(Index& index, const py::array& codes) {
+    const Rows c = rows_of(codes, "codes");
+    py::gil_scoped_release nogil;
+    index.add(c.data, c.n, c.width);
+}
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "dhash compiled Hamming search core (see docs/search.md)";
+    m.def("compiled_kernels", [] {
+        std::vector<std::string> out;
+        for (const Kernel* k : compiled_kernels()) out.emplace_back(k->name);
+        return out;
+    }, "Kernels compiled into this build, slowest first.");
     m.def("available_kernels", &available_kernels, "Kernels this CPU supports, slowest first.");
-    m.def("selected_kernel", [](const std::string& name) { return std::string(get_kernel(name).name); },
-          py::arg("name") = "", "The kernel a search uses for `name` ('' = $DHASH_KERNEL or the best).");
-    m.def("default_threads", &default_threads);
+    m.def("selected_kernel", [](const std::string& name, int bits) {
+        check_bits(bits);
+        py::gil_scoped_release nogil;
+        return std::string(get_kernel(name, (bits + 63) / 64).name);
+    }, py::arg("name") = "", py::arg("bits") = 64,
+          "The kernel a search of `bits`-bit codes uses for `name` ('' = $DHASH_KERNEL, else the fastest here).");
+    m.def("default_threads", &default_threads, "Threads a search uses when threads = 0: all cores.");
+    m.def("auto_substrings", &MihIndex::auto_substrings, py::arg("bits"), py::arg("n"));
 
-    py::class_<LinearCore>(m, "LinearCore")
+    py::class_<LinearIndex>(m, "LinearCore")
         .def(py::init<int>(), py::arg("bits"))
-        .def("add", &LinearCore::add)
-        .def_property_readonly("ntotal", [](const LinearCore& c) { return c.store.n; })
-        .def("codes", &LinearCore::codes)
-        .def("search", &LinearCore::search)
-        .def("range_search", &LinearCore::range_search)
-        .def("distances", &LinearCore::distances);
+        .def_property_readonly("bits", &LinearIndex::bits)
+        .def_property_readonly("ntotal", &LinearIndex::ntotal)
+        .def("add", &add<LinearIndex>, py::arg("codes"))
+        .def("codes", [](const LinearIndex& ix) { return bytes_array(ix.codes(), ix.bits()); })
+        .def("search", [](const LinearIndex& ix, const py::array& queries, int64_t k, int threads,
+                          const std::string& kernel) {
+            auto [d, i, unused] = knn(queries, k, [&](const Rows& q, int32_t* pd, int64_t* pi) {
+                ix.search(q.data, q.n, q.width, k, threads, kernel, pd, pi);
+                return 0;
+            });
+            (void)unused;
+            return py::make_tuple(d, i);
+        }, py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("kernel") = "")
+        .def("range_search", [](const LinearIndex& ix, const py::array& queries, int64_t radius, int threads,
+                                const std::string& kernel) {
+            const Rows q = rows_of(queries, "queries");
+            RangeResult res;
+            {
+                py::gil_scoped_release nogil;
+                res = ix.range_search(q.data, q.n, q.width, radius, threads, kernel);
+            }
+            return range_arrays(res);
+        }, py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("kernel") = "")
+        .def("distances", [](const LinearIndex& ix, const py::array& queries, int threads, const std::string& kernel) {
+            const Rows q = rows_of(queries, "queries");
+            const size_t n = ix.ntotal();
+            py::array_t<uint16_t> out({q.n, n});
+            uint16_t* o = out.mutable_data();
+            py::gil_scoped_release nogil;
+            ix.distances(q.data, q.n, q.width, threads, kernel, o, n);
+            return out;
+        }, py::arg("queries"), py::arg("threads") = 0, py::arg("kernel") = "");
 
-    py::class_<MihBinding>(m, "MihCore")
+    py::class_<MihIndex>(m, "MihCore")
         .def(py::init<int, int>(), py::arg("bits"), py::arg("substrings") = 0)
-        .def("add", &MihBinding::add)
-        .def_property_readonly("ntotal", [](const MihBinding& b) { return b.core.store().n; })
-        .def_property_readonly("substrings", [](const MihBinding& b) { return b.core.substrings(); })
-        .def_property_readonly("tabled", [](const MihBinding& b) { return b.core.tabled(); })
-        .def("codes", &MihBinding::codes)
-        .def("search", &MihBinding::search)
-        .def("range_search", &MihBinding::range_search);
-    m.def("auto_substrings", &MihCore::auto_substrings, py::arg("bits"), py::arg("n"));
-
-
+        .def_property_readonly("bits", &MihIndex::bits)
+        .def_property_readonly("ntotal", &MihIndex::ntotal)
+        .def_property_readonly("substrings", &MihIndex::substrings)
+        .def("add", &add<MihIndex>, py::arg("codes"))
+        .def("codes", [](const MihIndex& ix) { return bytes_array(ix.codes(), ix.bits()); })
+        .def("search", [](const MihIndex& ix, const py::array& queries, int64_t k, int threads,
+                          const std::string& kernel, bool fallback) {
+            auto [d, i, s] = knn(queries, k, [&](const Rows& q, int32_t* pd, int64_t* pi) {
+                return ix.search(q.data, q.n, q.width, k, threads, kernel, fallback, pd, pi);
+            });
+            return py::make_tuple(d, i, stats_dict(s));
+        },
+             py::arg("queries"), py::arg("k"), py::arg("threads") = 0, py::arg("kernel") = "",
+             py::arg("fallback") = true)
+        .def("range_search", [](const MihIndex& ix, const py::array& queries, int64_t radius, int threads,
+                                const std::string& kernel, bool fallback) {
+            const Rows q = rows_of(queries, "queries");
+            RangeResult res;
+            MihStats s;
+            {
+                py::gil_scoped_release nogil;
+                s = ix.range_search(q.data, q.n, q.width, radius, threads, kernel, fallback, res);
+            }
+            py::tuple arrays = range_arrays(res);
+            return py::make_tuple(arrays[0], arrays[1], arrays[2], stats_dict(s));
+        }, py::arg("queries"), py::arg("radius"), py::arg("threads") = 0, py::arg("kernel") = "",
+             py::arg("fallback") = true);
 }

@@ -1,10 +1,11 @@
 // Shared types of the Hamming search core: packed code storage, top-k and radius collectors,
-// the per-ISA kernel table and the search drivers (see docs/search.md).
+// argument checks (see docs/search.md). The kernel interface is in kernels.hpp.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,12 +43,12 @@ struct CodeStore {
     explicit CodeStore(int bits_);
     size_t groups() const { return (n + kLanes - 1) / kLanes; }
     const uint64_t* group(size_t g) const { return data.data() + g * words * kLanes; }
-    // Append n_add codes of ceil(bits/8) bytes each (row-major).
+    // Append n_add codes of ceil(bits/8) bytes each (row-major); bits past `bits` are ignored.
     void add_bytes(const uint8_t* codes, size_t n_add);
     void code(size_t i, uint64_t* out) const;  // one code, padded to `words` words
 };
 
-// Queries converted to rows of `words` uint64 (zero padded).
+// Queries converted to rows of `words` uint64 (zero padded, bits past `bits` cleared).
 std::vector<uint64_t> pack_rows(const uint8_t* codes, size_t n, int bits);
 
 inline uint64_t make_key(uint32_t d, uint32_t idx) { return (uint64_t(d) << 32) | idx; }
@@ -106,39 +107,19 @@ void select_topk(const uint64_t* keys, size_t n, uint32_t k, uint32_t bits, bool
 // Sort radius results by (distance, index) in place (counting sort when `ordered`).
 void sort_range(std::vector<uint64_t>& keys, uint32_t bits, bool ordered);
 
-// One kernel family (portable, AVX2, AVX-512). Group ranges are [g0, g1) of a CodeStore; queries
-// are rows of db.words uint64. Collectors drop indices >= db.n.
-struct Kernel {
-    const char* name;
-    void (*distances)(const CodeStore& db, size_t g0, size_t g1, const uint64_t* q, size_t nq,
-                      uint16_t* out, size_t ld);
-    void (*knn)(const CodeStore& db, size_t g0, size_t g1, const uint64_t* q, size_t nq, TopK* states);
-    void (*range)(const CodeStore& db, size_t g0, size_t g1, const uint64_t* q, size_t nq,
-                  RangeCollector* states);
-    // MIH buckets: of `n` row-major codes, those at distance < lim from q (positions, distances);
-    // returns how many.
-    size_t (*filter)(const uint64_t* codes, size_t n, int words, const uint64_t* q, uint32_t lim, uint32_t* pos,
-                     uint16_t* dist);
-};
-
-extern const Kernel kPortable;
-extern const Kernel kAvx2;
-extern const Kernel kAvx512;
-
-bool kernel_supported(const std::string& name);
-std::vector<std::string> available_kernels();
-// "" selects: $DHASH_KERNEL if set, else the best the CPU supports. Throws on unknown/unsupported.
-const Kernel& get_kernel(const std::string& name);
+// Argument checks shared by the index classes; each throws std::invalid_argument (ValueError in
+// Python) naming `what` and the problem.
+constexpr int kMaxBits = kMaxWords * 64;
+constexpr size_t kMaxCodes = (size_t(1) << 32) - 2;  // indices are uint32 inside the core
+constexpr int64_t kMaxK = int64_t(1) << 30;
+constexpr int kMaxThreads = 1024;
+void check_bits(int bits);
+// `n` rows of `width` bytes at `p` must be codes of `bits` bits (width = ceil(bits / 8)).
+void check_rows(const uint8_t* p, size_t n, size_t width, int bits, const char* what);
+uint32_t check_k(int64_t k);
+uint32_t check_radius(int64_t radius, int bits);  // clipped to bits
+int check_threads(int threads);                   // 0: all cores
 
 int default_threads();
-
-// Drivers (run without the GIL).
-void distances(const CodeStore& db, const uint64_t* q, size_t nq, uint16_t* out, int threads,
-               const Kernel& kern);
-void knn_scan(const CodeStore& db, const uint64_t* q, size_t nq, uint32_t k, int threads,
-              const Kernel& kern, int32_t* out_d, int64_t* out_i);
-// Radius search; returns per-query sorted keys.
-std::vector<std::vector<uint64_t>> range_scan(const CodeStore& db, const uint64_t* q, size_t nq,
-                                              uint32_t radius, int threads, const Kernel& kern);
 
 }  // namespace dhash

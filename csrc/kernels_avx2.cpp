@@ -1,10 +1,11 @@
 // AVX2 kernels: 8 codes as two 256-bit vectors; per-byte popcount by nibble lookup (VPSHUFB),
 // byte counts summed over the words of a code, then VPSADBW into 64-bit lanes.
+#if defined(__x86_64__)
 #include <immintrin.h>
 
 #include <algorithm>
 
-#include "core.hpp"
+#include "kernels.hpp"
 
 #define DH_TARGET __attribute__((target("avx2,popcnt,bmi,bmi2")))
 
@@ -72,10 +73,18 @@ DH_TARGET static inline int popcount64(uint64_t x) { return __builtin_popcountll
 
 #include "generic_filters.inc"
 
+static constexpr bool kLaneTile = false;
+
 #include "kernel_impl.inc"
+
+static bool supported() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+}
 
 }  // namespace avx2
 
-const Kernel kAvx2 = {"avx2", avx2::distances, avx2::knn, avx2::range, avx2::filter};
+const Kernel kAvx2 = {"avx2", avx2::supported, 0.25, avx2::distances, avx2::knn, avx2::range, avx2::filter};
 
 }  // namespace dhash
+#endif

@@ -1,9 +1,10 @@
 // AVX-512 kernels: 8 codes per 512-bit vector, VPOPCNTQ per word (AVX512F + AVX512_VPOPCNTDQ).
+#if defined(__x86_64__)
 #include <immintrin.h>
 
 #include <algorithm>
 
-#include "core.hpp"
+#include "kernels.hpp"
 
 #define DH_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vpopcntdq,popcnt,bmi,bmi2")))
 
@@ -84,10 +85,20 @@ template <int W>
 DH_TARGET static size_t filter_w(const uint64_t* codes, size_t n, int words, const uint64_t* q, uint32_t lim,
                                  uint32_t* pos, uint16_t* dist);
 
+static constexpr bool kLaneTile = false;
+
 #include "kernel_impl.inc"
+
+static bool supported() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("popcnt");
+}
 
 }  // namespace avx512
 
-const Kernel kAvx512 = {"avx512", avx512::distances, avx512::knn, avx512::range, avx512::filter};
+const Kernel kAvx512 = {"avx512", avx512::supported, 0.08, avx512::distances, avx512::knn, avx512::range, avx512::filter};
 
 }  // namespace dhash
+#endif

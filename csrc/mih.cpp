@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <stdexcept>
 
 namespace dhash {
 
@@ -17,10 +19,10 @@ constexpr size_t kTailFraction = 4;     // rebuild the tables when the tail exce
 constexpr size_t kMinTabled = 4096;     // below this everything is scanned
 // Cost model, nanoseconds on one core, fitted on an AMD EPYC (AVX-512) with 1M codes of 32-128
 // bits: MIH pays per empty and per non-empty bucket lookup (cache misses), per bucket entry
-// word, per entry passing the distance filter; the scan per code word and per top-k candidate.
+// word, per entry passing the distance filter; the scan per code word (Kernel::scan_word_ns)
+// and per top-k candidate.
 // The MIH fit is within about 2x either way, hence the margin.
 constexpr double kEmptyNs = 26, kBucketNs = 120, kEntryWordNs = 0.9, kPassNs = 3.3;
-constexpr double kScanWordNs[3] = {1.1, 0.25, 0.08};  // portable, avx2, avx512
 constexpr double kScanPushNs = 25;
 constexpr double kMihMargin = 2.5;  // MIH is used when estimated this much cheaper than the scan
 
@@ -69,7 +71,8 @@ void SubTable::lookup(uint32_t key, size_t& first, size_t& last) const {
     last = e;
 }
 
-int MihCore::auto_substrings(int bits, size_t n) {
+int MihIndex::auto_substrings(int bits, size_t n) {
+    check_bits(bits);
     // Norouzi et al. suggest substrings of log2 N bits; about 4 bits fewer measured faster here
     // (1M clustered codes of 32, 64, 128 bits: best at 16-bit substrings).
     const double len = std::clamp(std::log2(double(std::max<size_t>(n, 2))) - 4.0, 8.0, 28.0);
@@ -77,15 +80,38 @@ int MihCore::auto_substrings(int bits, size_t n) {
     return std::clamp(m, (bits + kMaxSubstringBits - 1) / kMaxSubstringBits, bits);
 }
 
-MihCore::MihCore(int bits, int substrings) : store_(bits), fixed_m_(substrings) {}
+MihIndex::MihIndex(int bits, int substrings) : store_(bits), fixed_m_(substrings) {
+    const int low = (bits + kMaxSubstringBits - 1) / kMaxSubstringBits;
+    if (substrings != 0 && (substrings < low || substrings > bits))
+        throw std::invalid_argument("substrings: expected " + std::to_string(low) + ".." + std::to_string(bits) +
+                                    " for " + std::to_string(bits) + "-bit codes (at most 32 bits per substring), got " +
+                                    std::to_string(substrings));
+}
 
-void MihCore::add_bytes(const uint8_t* codes, size_t n) {
+size_t MihIndex::ntotal() const {
+    std::shared_lock lock(mu_);
+    return store_.n;
+}
+
+int MihIndex::substrings() const {
+    std::shared_lock lock(mu_);
+    return int(tables_.size());
+}
+
+std::vector<uint8_t> MihIndex::codes() const {
+    std::shared_lock lock(mu_);
+    return store_bytes(store_);
+}
+
+void MihIndex::add(const uint8_t* codes, size_t n, size_t width) {
+    check_rows(codes, n, width, store_.bits, "codes");
+    std::unique_lock lock(mu_);
     store_.add_bytes(codes, n);
     const size_t whole = store_.n / kLanes * kLanes;  // tables end on a group boundary
     if (whole >= kMinTabled && (whole - n_tab_) * kTailFraction > n_tab_) build();
 }
 
-void MihCore::build() {
+void MihIndex::build() {
     const size_t n = store_.n / kLanes * kLanes;
     const int bits = store_.bits, W = store_.words;
     const int m = fixed_m_ > 0 ? fixed_m_ : auto_substrings(bits, n);
@@ -125,17 +151,16 @@ void MihCore::build() {
     n_tab_ = n;
 }
 
-double MihCore::scan_cost(const Kernel& kern, uint32_t k) const {
+double MihIndex::scan_cost(const Kernel& kern, uint32_t k) const {
     // candidates a streaming top-k meets: about k (1 + ln(N / k))
     const double n = double(std::max<size_t>(store_.n, 1));
     const double pushes = k ? k * (1 + std::log(std::max(1.0, n / k))) : 0.0;
-    const double word_ns = kScanWordNs[&kern == &kAvx512 ? 2 : &kern == &kAvx2 ? 1 : 0];
-    return n * store_.words * word_ns + pushes * kScanPushNs;
+    return n * store_.words * kern.scan_word_ns + pushes * kScanPushNs;
 }
 
 // Candidates of bucket [first, last) of substring s, reached at substring radius r.
 template <class State>
-void MihCore::visit(const uint64_t* q, int s, int r, size_t first, size_t last, State& st, const Kernel& kern,
+void MihIndex::visit(const uint64_t* q, int s, int r, size_t first, size_t last, State& st, const Kernel& kern,
                     Scratch& buf, double& work) const {
     const SubTable& t = tables_[s];
     const int m = int(tables_.size()), W = store_.words;
@@ -169,7 +194,7 @@ void MihCore::visit(const uint64_t* q, int s, int r, size_t first, size_t last, 
 // entries, then bucket heads, are prefetched together (they are mostly cache misses). Returns
 // false when the estimated work exceeds `cap` (the caller then scans for this query).
 template <class State>
-bool MihCore::probe(const uint64_t* q, State& st, double cap, const Kernel& kern, Scratch& buf,
+bool MihIndex::probe(const uint64_t* q, State& st, double cap, const Kernel& kern, Scratch& buf,
                     double& work) const {
     constexpr int kBatch = 16;
     const int m = int(tables_.size()), W = store_.words;
@@ -214,7 +239,7 @@ bool MihCore::probe(const uint64_t* q, State& st, double cap, const Kernel& kern
 }
 
 template <class State, class Finish>
-MihStats MihCore::run(const uint64_t* q, size_t nq, uint32_t k, int threads, const Kernel& kern, bool fallback,
+MihStats MihIndex::run(const uint64_t* q, size_t nq, uint32_t k, int threads, const Kernel& kern, bool fallback,
                       std::vector<State>& states, const Finish& finish, std::vector<size_t>& scan_rows) const {
     // states[j] arrive initialised; finish(j) completes query j. k: the number of neighbours
     // (0 for radius search), for the scan's cost. Queries MIH gives up on go to scan_rows.
@@ -261,7 +286,7 @@ MihStats MihCore::run(const uint64_t* q, size_t nq, uint32_t k, int threads, con
     return stats;
 }
 
-MihStats MihCore::knn(const uint64_t* q, size_t nq, uint32_t k, int threads, const Kernel& kern, bool fallback,
+MihStats MihIndex::knn(const uint64_t* q, size_t nq, uint32_t k, int threads, const Kernel& kern, bool fallback,
                       int32_t* out_d, int64_t* out_i) const {
     MihStats stats;
     const int W = store_.words;
@@ -293,8 +318,8 @@ MihStats MihCore::knn(const uint64_t* q, size_t nq, uint32_t k, int threads, con
     return stats;
 }
 
-MihStats MihCore::range(const uint64_t* q, size_t nq, uint32_t radius, int threads, const Kernel& kern,
-                        bool fallback, std::vector<std::vector<uint64_t>>& out) const {
+MihStats MihIndex::range(const uint64_t* q, size_t nq, uint32_t radius, int threads, const Kernel& kern,
+                        bool fallback, RangeResult& out) const {
     MihStats stats;
     const int W = store_.words;
     const uint32_t bits = uint32_t(store_.bits);
@@ -318,6 +343,30 @@ MihStats MihCore::range(const uint64_t* q, size_t nq, uint32_t radius, int threa
         for (size_t a = 0; a < scan_rows.size(); ++a) out[scan_rows[a]].swap(res[a]);
     }
     return stats;
+}
+
+MihStats MihIndex::search(const uint8_t* q, size_t nq, size_t width, int64_t k, int threads,
+                          const std::string& kernel, bool fallback, int32_t* out_d, int64_t* out_i) const {
+    const uint32_t kk = check_k(k);
+    threads = check_threads(threads);
+    const Kernel& kern = get_kernel(kernel, store_.words);
+    const auto packed = checked_queries(q, nq, width, store_.bits);
+    std::shared_lock lock(mu_);
+    MihStats stats;
+    padded_knn(nq, kk, store_.n, uint32_t(store_.bits), out_d, out_i, [&](uint32_t k1, int32_t* d, int64_t* i) {
+        stats = knn(packed.data(), nq, k1, threads, kern, fallback, d, i);
+    });
+    return stats;
+}
+
+MihStats MihIndex::range_search(const uint8_t* q, size_t nq, size_t width, int64_t radius, int threads,
+                                const std::string& kernel, bool fallback, RangeResult& out) const {
+    const uint32_t r = check_radius(radius, store_.bits);
+    threads = check_threads(threads);
+    const Kernel& kern = get_kernel(kernel, store_.words);
+    const auto packed = checked_queries(q, nq, width, store_.bits);
+    std::shared_lock lock(mu_);
+    return range(packed.data(), nq, r, threads, kern, fallback, out);
 }
 
 }  // namespace dhash

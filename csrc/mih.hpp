@@ -2,9 +2,11 @@
 // probing per-substring tables at increasing substring radius, with a linear-scan fallback.
 #pragma once
 
+#include <shared_mutex>
+#include <string>
 #include <vector>
 
-#include "core.hpp"
+#include "linear.hpp"
 
 namespace dhash {
 
@@ -37,18 +39,21 @@ struct MihStats {
     }
 };
 
-class MihCore {
+// Checks its arguments and locks like LinearIndex (same argument conventions); fallback: switch
+// to the linear scan where the cost estimate says MIH would be slower.
+class MihIndex {
   public:
-    MihCore(int bits, int substrings);  // substrings = 0: automatic at each table build
-    void add_bytes(const uint8_t* codes, size_t n);
-    const CodeStore& store() const { return store_; }
-    int substrings() const { return int(tables_.size()); }
-    size_t tabled() const { return n_tab_; }
-    // fallback: switch to the linear scan where the cost estimate says MIH would be slower.
-    MihStats knn(const uint64_t* q, size_t nq, uint32_t k, int threads, const Kernel& kern, bool fallback,
-                 int32_t* out_d, int64_t* out_i) const;
-    MihStats range(const uint64_t* q, size_t nq, uint32_t radius, int threads, const Kernel& kern, bool fallback,
-                   std::vector<std::vector<uint64_t>>& out) const;
+    // substrings = 0: automatic at each table build; else ceil(bits / 32) .. bits.
+    MihIndex(int bits, int substrings);
+    int bits() const { return store_.bits; }
+    size_t ntotal() const;
+    int substrings() const;  // of the current tables (0 before the first build)
+    void add(const uint8_t* codes, size_t n, size_t width);
+    std::vector<uint8_t> codes() const;
+    MihStats search(const uint8_t* q, size_t nq, size_t width, int64_t k, int threads, const std::string& kernel,
+                    bool fallback, int32_t* out_d, int64_t* out_i) const;
+    MihStats range_search(const uint8_t* q, size_t nq, size_t width, int64_t radius, int threads,
+                          const std::string& kernel, bool fallback, RangeResult& out) const;
     static int auto_substrings(int bits, size_t n);
 
   private:
@@ -56,8 +61,13 @@ class MihCore {
     int fixed_m_;
     size_t n_tab_ = 0;  // codes [0, n_tab_) are in the tables, the rest (the tail) is scanned
     std::vector<SubTable> tables_;
+    mutable std::shared_mutex mu_;
 
     void build();
+    MihStats knn(const uint64_t* q, size_t nq, uint32_t k, int threads, const Kernel& kern, bool fallback,
+                 int32_t* out_d, int64_t* out_i) const;
+    MihStats range(const uint64_t* q, size_t nq, uint32_t radius, int threads, const Kernel& kern, bool fallback,
+                   RangeResult& out) const;
     template <class State>
     void visit(const uint64_t* q, int s, int r, size_t first, size_t last, State& st, const Kernel& kern,
                Scratch& buf, double& work) const;

@@ -2,8 +2,9 @@
 and streaming search over HDF5 code files larger than memory.
 
 The work is done by the compiled core ``dhash.search._core`` (``csrc/``, see ``docs/search.md``):
-portable / AVX2 / AVX-512 VPOPCNTDQ kernels chosen at run time (force one with ``kernel=`` or the
-environment variable ``DHASH_KERNEL``), OpenMP threads, GIL released. Every function validates its
+portable (POPCNT where the CPU has it) / AVX2 / AVX-512 VPOPCNTDQ / NEON kernels, the fastest for the CPU and code length
+chosen at run time (force one with ``kernel=`` or the environment variable ``DHASH_KERNEL``), OpenMP
+threads, GIL released. Every function validates its
 inputs here and raises :class:`~dhash.errors.DHashError` with a one-line message.
 
 Results are exact and deterministic: neighbours are ordered by distance, ties by database index
@@ -18,6 +19,7 @@ Hashing", CVPR 2012 (the MIH index).
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +29,9 @@ from . import _core
 from .codes import check_bits, check_codes, code_file_info, iter_code_blocks
 from ..errors import DHashError
 
-KERNELS = ("portable", "avx2", "avx512")
+KERNELS = ("portable-baseline", "portable", "avx2", "avx512", "neon")  # every kernel of any build
 MAX_NTOTAL = 2**32 - 2  # indices are stored as uint32 inside the core
+MAX_K = 2**30
 INDEX_KINDS = ("linear", "mih")
 
 
@@ -37,9 +40,22 @@ def available_kernels() -> list[str]:
     return list(_core.available_kernels())
 
 
-def selected_kernel(kernel: str | None = None) -> str:
-    """The kernel a search with ``kernel=`` uses: the given one, else ``$DHASH_KERNEL``, else the best."""
-    return _core.selected_kernel(_check_kernel(kernel))
+def selected_kernel(kernel: str | None = None, bits: int = 64) -> str:
+    """The kernel a search of ``bits``-bit codes with ``kernel=`` uses: the given one, else
+    ``$DHASH_KERNEL``, else the fastest here for that code length (timed once per process)."""
+    return _core.selected_kernel(_check_kernel(kernel), check_bits(bits))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _check_kernel(kernel: str | None) -> str:
@@ -64,9 +80,11 @@ def _check_threads(threads: int | None) -> int:
     return int(threads)
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise DHashError(f"{name}: expected an integer >= {low}, got {value!r}")
+def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
+            or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"in {low}..{high}"
+        raise DHashError(f"{name}: expected an integer {expected}, got {value!r}")
     return int(value)
 
 
@@ -124,8 +142,7 @@ class LinearIndex:
                kernel: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact k nearest neighbours: ``(distances int32 nq×k, indices int64 nq×k)``."""
         queries, k, threads, kernel = self._check_search(queries, k, threads, kernel)
-        return _padded_search(lambda kk: self._core.search(queries, kk, threads, kernel),
-                              len(queries), k, self.ntotal, self.bits)
+        return self._core.search(queries, k, threads, kernel)
 
     def range_search(self, queries: np.ndarray, radius: int, threads: int | None = None,
                      kernel: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,24 +151,12 @@ class LinearIndex:
         return self._core.range_search(queries, radius, threads, kernel)
 
     def _check_search(self, queries: Any, k: Any, threads: Any, kernel: Any) -> tuple[np.ndarray, int, int, str]:
-        return (_check_queries(queries, self.bits), _check_int(k, "k", 1), _check_threads(threads),
+        return (_check_queries(queries, self.bits), _check_int(k, "k", 1, MAX_K), _check_threads(threads),
                 _check_kernel(kernel))
 
     def _check_range(self, queries: Any, radius: Any, threads: Any, kernel: Any) -> tuple[np.ndarray, int, int, str]:
         radius = min(_check_int(radius, "radius", 0), self.bits)
         return _check_queries(queries, self.bits), radius, _check_threads(threads), _check_kernel(kernel)
-
-
-def _padded_search(run: Any, nq: int, k: int, ntotal: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run a core search with k clipped to ntotal, then pad to k columns (index -1, distance bits+1)."""
-    kk = min(k, ntotal)
-    if kk == k:
-        return run(k)
-    dist = np.full((nq, k), bits + 1, dtype=np.int32)
-    idx = np.full((nq, k), -1, dtype=np.int64)
-    if kk > 0:
-        dist[:, :kk], idx[:, :kk] = run(kk)
-    return dist, idx
 
 
 class MIHIndex(LinearIndex):
@@ -197,12 +202,8 @@ class MIHIndex(LinearIndex):
     def search(self, queries: np.ndarray, k: int, threads: int | None = None,
                kernel: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         queries, k, threads, kernel = self._check_search(queries, k, threads, kernel)
-
-        def run(kk: int) -> tuple[np.ndarray, np.ndarray]:
-            dist, idx, self.last_stats = self._core.search(queries, kk, threads, kernel, self.fallback)
-            return dist, idx
-
-        return _padded_search(run, len(queries), k, self.ntotal, self.bits)
+        dist, idx, self.last_stats = self._core.search(queries, k, threads, kernel, self.fallback)
+        return dist, idx
 
     def range_search(self, queries: np.ndarray, radius: int, threads: int | None = None,
                      kernel: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,7 +252,7 @@ def search_code_file(path: str | os.PathLike, queries: np.ndarray, k: int, threa
     ``LinearIndex.search`` over the whole file (indices are rows of the file).
     """
     bits, n, queries = _file_queries(path, queries)
-    k = _check_int(k, "k", 1)
+    k = _check_int(k, "k", 1, MAX_K)
     _check_threads(threads)  # fail before reading the file
     _check_kernel(kernel)
     dist = np.full((len(queries), k), bits + 1, dtype=np.int32)

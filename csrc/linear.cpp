@@ -1,46 +1,13 @@
-// Kernel selection and the multi-threaded linear-scan drivers (distances, k-NN, radius).
+// The linear-scan index and its multi-threaded drivers (distances, k-NN, radius).
+#include "linear.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <stdexcept>
-
-#include "core.hpp"
+#include <cstring>
+#include <mutex>
 
 namespace dhash {
-
-bool kernel_supported(const std::string& name) {
-    if (name == "portable") return true;
-    __builtin_cpu_init();
-    if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-    if (name == "avx512")
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("popcnt");
-    return false;
-}
-
-std::vector<std::string> available_kernels() {
-    std::vector<std::string> out;
-    for (const char* name : {"portable", "avx2", "avx512"})
-        if (kernel_supported(name)) out.emplace_back(name);
-    return out;
-}
-
-const Kernel& get_kernel(const std::string& requested) {
-    std::string name = requested;
-    if (name.empty()) {
-        const char* env = std::getenv("DHASH_KERNEL");
-        if (env && *env) name = env;
-    }
-    if (name.empty()) name = available_kernels().back();
-    if (name != "portable" && name != "avx2" && name != "avx512")
-        throw std::invalid_argument("unknown kernel '" + name + "' (choose portable, avx2 or avx512)");
-    if (!kernel_supported(name)) throw std::invalid_argument("kernel '" + name + "' is not supported by this CPU");
-    return name == "avx512" ? kAvx512 : name == "avx2" ? kAvx2 : kPortable;
-}
-
-int default_threads() { return std::max(1, omp_get_num_procs()); }
 
 namespace {
 
@@ -122,9 +89,9 @@ void knn_scan(const CodeStore& db, const uint64_t* q, size_t nq, uint32_t k, int
     }
 }
 
-std::vector<std::vector<uint64_t>> range_scan(const CodeStore& db, const uint64_t* q, size_t nq, uint32_t radius,
-                                              int threads, const Kernel& kern) {
-    std::vector<std::vector<uint64_t>> res(nq);
+RangeResult range_scan(const CodeStore& db, const uint64_t* q, size_t nq, uint32_t radius, int threads,
+                       const Kernel& kern) {
+    RangeResult res(nq);
     if (nq == 0) return res;
     const size_t G = db.groups();
     int tdb, tq;
@@ -157,6 +124,71 @@ std::vector<std::vector<uint64_t>> range_scan(const CodeStore& db, const uint64_
         }
     }
     return res;
+}
+
+std::vector<uint8_t> store_bytes(const CodeStore& store) {
+    const size_t width = size_t(store.bits + 7) / 8;
+    std::vector<uint8_t> out(store.n * width);
+    uint64_t row[kMaxWords];
+    for (size_t i = 0; i < store.n; ++i) {
+        store.code(i, row);
+        std::memcpy(out.data() + i * width, row, width);
+    }
+    return out;
+}
+
+std::vector<uint64_t> checked_queries(const uint8_t* q, size_t nq, size_t width, int bits) {
+    check_rows(q, nq, width, bits, "queries");
+    return pack_rows(q, nq, bits);
+}
+
+size_t LinearIndex::ntotal() const {
+    std::shared_lock lock(mu_);
+    return store_.n;
+}
+
+void LinearIndex::add(const uint8_t* codes, size_t n, size_t width) {
+    check_rows(codes, n, width, store_.bits, "codes");
+    std::unique_lock lock(mu_);
+    store_.add_bytes(codes, n);
+}
+
+std::vector<uint8_t> LinearIndex::codes() const {
+    std::shared_lock lock(mu_);
+    return store_bytes(store_);
+}
+
+void LinearIndex::search(const uint8_t* q, size_t nq, size_t width, int64_t k, int threads,
+                         const std::string& kernel, int32_t* out_d, int64_t* out_i) const {
+    const uint32_t kk = check_k(k);
+    threads = check_threads(threads);
+    const Kernel& kern = get_kernel(kernel, store_.words);
+    const auto packed = checked_queries(q, nq, width, store_.bits);
+    std::shared_lock lock(mu_);
+    padded_knn(nq, kk, store_.n, uint32_t(store_.bits), out_d, out_i, [&](uint32_t k1, int32_t* d, int64_t* i) {
+        knn_scan(store_, packed.data(), nq, k1, threads, kern, d, i);
+    });
+}
+
+RangeResult LinearIndex::range_search(const uint8_t* q, size_t nq, size_t width, int64_t radius, int threads,
+                                      const std::string& kernel) const {
+    const uint32_t r = check_radius(radius, store_.bits);
+    threads = check_threads(threads);
+    const Kernel& kern = get_kernel(kernel, store_.words);
+    const auto packed = checked_queries(q, nq, width, store_.bits);
+    std::shared_lock lock(mu_);
+    return range_scan(store_, packed.data(), nq, r, threads, kern);
+}
+
+void LinearIndex::distances(const uint8_t* q, size_t nq, size_t width, int threads, const std::string& kernel,
+                            uint16_t* out, size_t n) const {
+    threads = check_threads(threads);
+    const Kernel& kern = get_kernel(kernel, store_.words);
+    const auto packed = checked_queries(q, nq, width, store_.bits);
+    std::shared_lock lock(mu_);
+    if (n != store_.n) throw std::invalid_argument("distances: output has " + std::to_string(n) +
+                                                   " columns for " + std::to_string(store_.n) + " codes");
+    dhash::distances(store_, packed.data(), nq, out, threads, kern);
 }
 
 }  // namespace dhash
