@@ -15,6 +15,7 @@ COMMANDS = {
     "index": ("index:index", "Build a search index (linear scan or multi-index hashing) from a code file."),
     "query": ("query:query", "Search an index by Hamming distance (k-NN or radius)."),
     "evaluate": ("evaluate:evaluate", "Retrieval metrics (mAP@k, P@H<=r, precision/recall) and curves."),
+    "serve": ("serve:serve", "HTTP search service (JSON API and a web page) over an index."),
 }
 
 
