@@ -170,6 +170,12 @@ def test_search_by_code_equals_dhash_query(server, files):
     status, res = server.json("POST", "/search", {"codes": bits, "radius": 2})
     expected = query_rows(files["index"], "--codes", files["q"], "--first", 5, "--radius", 2)
     assert status == 200 and [hits_rows(h) for h in res["results"]] == [expected.get(n, []) for n in range(5)]
+    # radius 16 returns all 500 codes; 1,000 queries share the 100,000 results a response may hold
+    status, res = server.json("POST", "/search", {"codes": hexes[:2] * 500, "radius": 16})
+    expected = query_rows(files["index"], "--codes", files["q"], "--first", 2, "--radius", 16)
+    assert status == 200 and len(res["results"]) == 1000
+    assert [hits_rows(h) for h in res["results"][:2]] == [expected[n][:100] for n in range(2)]
+    assert all(h["truncated"] == 400 for h in res["results"])
 
 
 def test_search_by_image_equals_dhash_query_image(server, files, fashion, tmp_path):
@@ -250,6 +256,7 @@ def test_bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving(server, fi
         "k < 0": (server.json("POST", "/search", {"codes": ["a3f0"], "k": -4}), 422, "k"),
         "image k = 0": (server.json("POST", "/search/image?k=0", raw=b"x", headers={"Content-Type": "image/png"}),
                         422, "k"),
+        "too many results": (server.json("POST", "/search", {"codes": ["a3f0"] * 20, "k": 10_000}), 400, "limit"),
         "k and radius": (server.json("POST", "/search", {"codes": ["a3f0"], "k": 1, "radius": 1}), 400, "exactly one"),
         "malformed JSON": (server.json("POST", "/search", raw=b'{"codes": ["a3', headers={"Content-Type": "application/json"}),
                            422, "malformed JSON"),

@@ -36,7 +36,7 @@ from .uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, RequestError, decode_image
 STATIC = Path(__file__).parent / "static"
 MAX_K = 10_000          # neighbours per query
 MAX_QUERIES = 1_000     # codes per request
-MAX_RESULTS = 10_000    # radius results returned per query (the rest are counted, not sent)
+MAX_RESULTS = 100_000   # results in one response: k x queries must stay below; radius results are cut there
 MULTIPART_SLACK = 64 * 1024  # form boundaries and headers around the image
 INLINE_WORK = 4_000_000  # query x database codes searched on the event loop (well under 1 ms by linear scan)
 
@@ -116,7 +116,8 @@ class Hits(BaseModel):
     indices: list[int]
     distances: list[int]
     labels: list[list[int]] | None = Field(description="Class indices of each result (see `classes`).")
-    truncated: int = Field(0, description="Radius results beyond the limit that were left out.")
+    truncated: int = Field(0, description=f"Radius results left out: a response holds at most {MAX_RESULTS:,} "
+                                          f"results, shared equally by its queries.")
 
 
 class SearchResponse(BaseModel):
@@ -170,12 +171,15 @@ def run_search(backend: Any, codes: np.ndarray, k: int | None, radius: int | Non
     if (k is None) == (radius is None):
         raise DHashError("give exactly one of k and radius")
     if k is not None:
+        if k * len(codes) > MAX_RESULTS:
+            raise DHashError(f"k x queries = {k * len(codes):,} results is over the limit of {MAX_RESULTS:,} "
+                             f"per request; send fewer codes or a smaller k")
         dist, idx = backend.search(codes, k)
         return [_hits(backend, d, i) for d, i in zip(dist, idx)]
     lims, dist, idx = backend.range_search(codes, radius)
-    out = []
+    out, share = [], MAX_RESULTS // len(codes)
     for a, b in zip(lims[:-1].tolist(), lims[1:].tolist()):
-        end = min(b, a + MAX_RESULTS)
+        end = min(b, a + share)
         out.append(_hits(backend, dist[a:end], idx[a:end], b - end))
     return out
 
