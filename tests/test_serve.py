@@ -308,6 +308,10 @@ def test_stats_count_queries_and_latency(server):
     assert stats["kernel"] in ("portable", "avx2", "avx512") and stats["model"]["method"] == "lsh"
     lat = stats["latency_ms"]["search"]
     assert lat["n"] >= 1 and 0 < lat["p50"] <= lat["p99"]
+    status, schema = server.json("GET", "/openapi.json")
+    assert status == 200 and {"/search", "/search/image", "/items/{item_id}/image", "/reload"} <= set(schema["paths"])
+    status, ctype, page = server.call("GET", "/")
+    assert status == 200 and ctype.startswith("text/html") and b"/static/app.js" in page
 
 
 def test_reload_swaps_the_index_without_failing_requests_in_flight(files, tmp_path):
