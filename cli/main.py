@@ -16,6 +16,7 @@ COMMANDS = {
     "query": ("query:query", "Search an index by Hamming distance (k-NN or radius)."),
     "evaluate": ("evaluate:evaluate", "Retrieval metrics (mAP@k, P@H<=r, precision/recall) and curves."),
     "info": ("info:info", "The CPU, the search kernels available and the one chosen per code length."),
+    "serve": ("serve:serve", "HTTP search service (JSON API and a web page) over an index."),
 }
 
 

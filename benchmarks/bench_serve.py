@@ -1,0 +1,154 @@
+"""Load on `dhash serve`: POST /search by code over loopback, one client, then many concurrent clients.
+
+Builds an index of ``--n`` codes (``bench_search.make_data``: clustered or uniform random), starts
+`dhash serve` on 127.0.0.1 (a free port) in a subprocess, then sends one-code /search requests with
+``k`` from keep-alive HTTP/1.1 connections: ``--single`` requests from 1 client, then ``--requests``
+from ``--clients`` concurrent clients (Python threads, in this process). Each phase stops at its
+request count or after ``--seconds``, whichever comes first. Latency is measured by the client
+(request sent to response read); the server's own timing (``/stats``) is printed beside it.
+Clients and server share the machine's cores.
+
+Examples:
+  .venv/bin/python benchmarks/bench_serve.py                       # 1M x 64 bits, 5,000 requests, 16 clients
+  .venv/bin/python benchmarks/bench_serve.py --n 100K --requests 1000 --clients 4
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from bench_search import make_data, parse_n
+from dhash.search.codes import CodeFile, write_code_file
+from dhash.search.index_file import index_code_file
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(conn: http.client.HTTPConnection, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    conn.request("POST" if body is not None else "GET", path, body=body,
+                 headers={"Content-Type": "application/json"} if body is not None else {})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def start_server(index: Path, port: int, threads: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", "from dhash.cli.main import main; main()", "serve", str(index),
+                             "--port", str(port), "--threads", str(threads)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            if request(conn, "/health")[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start within 300 s")
+
+
+def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: float) -> dict[str, float]:
+    """Send ``total`` requests from ``clients`` threads (stopping after ``seconds``); latency and errors."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    counter = iter(range(total))
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while time.perf_counter() < deadline:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                break
+            t0 = time.perf_counter()
+            try:
+                status, data = request(conn, "/search", bodies[n % len(bodies)])
+                ok = status == 200 and b'"results"' in data
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            latencies[c].append(time.perf_counter() - t0)
+            errors[c] += not ok
+        conn.close()
+
+    workers = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t0
+    ms = np.concatenate([np.asarray(x) for x in latencies]) * 1e3
+    return {"requests": len(ms), "errors": sum(errors), "rps": len(ms) / wall, "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "wall": wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=parse_n, default=1_000_000, help="database codes (e.g. 1M)")
+    ap.add_argument("--bits", type=int, default=64, choices=(32, 64, 128))
+    ap.add_argument("--data", choices=("clustered", "uniform"), default="clustered")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--single", type=int, default=1000, help="requests from one client")
+    ap.add_argument("--requests", type=int, default=5000, help="requests from the concurrent clients")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="search threads per request (dhash serve --threads)")
+    ap.add_argument("--seconds", type=float, default=120, help="time limit per phase")
+    args = ap.parse_args()
+    console = Console()
+    db, queries = make_data(args.data, args.n, args.bits, 1000)
+    bodies = [json.dumps({"codes": [q.tobytes().hex()], "k": args.k}).encode() for q in queries]
+    with tempfile.TemporaryDirectory() as tmp:
+        write_code_file(Path(tmp) / "db.h5", CodeFile(db, args.bits))
+        loaded = index_code_file(Path(tmp) / "db.h5", Path(tmp) / "db.index.h5")
+        port = free_port()
+        proc = start_server(Path(tmp) / "db.index.h5", port, args.threads)
+        try:
+            load(port, bodies, 1, 50, args.seconds)  # warm-up
+            rows = [("1", load(port, bodies, 1, args.single, args.seconds)),
+                    (str(args.clients), load(port, bodies, args.clients, args.requests, args.seconds))]
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            stats = json.loads(request(conn, "/stats")[1])
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    table = Table(title=f"dhash serve, POST /search k={args.k}: {args.n:,} x {args.bits}-bit {args.data} codes, "
+                        f"{loaded.index.kind} index, {stats['kernel']} kernel, --threads {args.threads}")
+    for col in ("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms", "wall s"):
+        table.add_column(col, justify="right")
+    for clients, r in rows:
+        table.add_row(clients, f"{r['requests']:,}", str(r["errors"]), f"{r['rps']:,.0f}", f"{r['p50']:.2f}",
+                      f"{r['p99']:.2f}", f"{r['max']:.1f}", f"{r['wall']:.1f}")
+    console.print(table)
+    server = stats["latency_ms"]["search"]
+    console.print(f"server-side /search time (last {server['n']:,}): p50 {server['p50']:.2f} ms, "
+                  f"p99 {server['p99']:.2f} ms; CPU: {cpu}, {os.cpu_count()} cores (shared: other load on the "
+                  f"machine shows in these numbers)")
+
+
+if __name__ == "__main__":
+    main()
