@@ -1,6 +1,11 @@
-"""Write outputs atomically: to a temporary file beside the target, renamed into place on success."""
+"""Write outputs atomically: to a temporary file beside the target, renamed into place on success.
+
+The temporary file is ``.NAME.PID.XXXXXXXX.tmp``. A writer killed outright (SIGKILL, power loss) cannot
+remove its own. The next write to the same target removes it once process PID no longer exists.
+"""
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +24,24 @@ def check_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
     return out
 
 
+def _remove_stale(out: Path) -> None:
+    """Remove the temporary files that writers of ``out`` which no longer run have left behind."""
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        pid = tmp.name[len(out.name) + 2:].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``output`` only if the block succeeds.
@@ -28,7 +51,8 @@ def atomic_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] =
     """
     out = check_not_input(output, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    _remove_stale(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

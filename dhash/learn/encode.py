@@ -52,7 +52,7 @@ class Encoder:
             self.network = build_network(backbone["name"], backbone["options"], self.bits, method_cls, num_classes)
             self.network.load_state_dict(record["network"])
             self.method.load_state_dict(record["method_state"])
-        except (RuntimeError, TypeError, KeyError, ValueError) as exc:  # DHashError is a ValueError
+        except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:  # DHashError: a ValueError
             raise DHashError(f"{path}: cannot rebuild the model ({' '.join(str(exc).split())[:300]})") from None
         self.network.to(device).eval()
         self.method.to(device).eval()
@@ -91,7 +91,12 @@ class Encoder:
                 f"{source.name}: not the data the model {self.path} was trained on ({data}); "
                 f"--split {split} needs that data (use --split all for other data)"
             )
-        return self.record["split"][split].numpy().astype(np.int64)
+        if "split" not in self.record:
+            raise DHashError(f"{self.path}: the model file has no saved split; use --split all")
+        indices = self.record["split"][split].numpy().astype(np.int64)
+        if len(indices) and indices.max() >= len(source):
+            raise DHashError(f"{self.path}: split.{split} holds item {indices.max()}, but {source.name} has {len(source)}")
+        return indices
 
     def load_data(self, data: str | None = None, data_dir: str | None = None) -> Source:
         """The run's data set (``data`` overrides where it is found)."""

@@ -30,6 +30,14 @@ from ..errors import DHashError
 MODEL_FORMAT = "dhash-model"
 MODEL_FORMAT_VERSION = 1
 CHECKPOINT_FORMAT = "dhash-checkpoint"
+# what the readers use of each file, and its type (a loaded file of other types is refused in one line)
+MODEL_FIELDS = {"method": str, "params": dict, "bits": int, "num_classes": int, "backbone": dict, "network": dict,
+                "method_state": dict, "input_spec": dict}
+MODEL_OPTIONAL = {"classes": list, "data": dict, "split": dict}
+CHECKPOINT_FIELDS = {"network": dict, "method": dict, "optimizer": dict, "scheduler": dict, "scaler": dict,
+                     "epoch": int, "step": int, "seconds": (int, float)}
+CHECKPOINT_OPTIONAL = {"best": (dict, type(None)), "since_best": int}
+SPLIT_PARTS = ("train", "query", "database")
 
 
 def plain(value: Any) -> Any:
@@ -129,6 +137,10 @@ class Run:
         state = load_torch(self.checkpoint, "checkpoint")
         if state.get("format") != CHECKPOINT_FORMAT:
             raise DHashError(f"{self.checkpoint}: not a dhash checkpoint")
+        check_fields(state, CHECKPOINT_FIELDS, self.checkpoint, "checkpoint")
+        check_fields(state, CHECKPOINT_OPTIONAL, self.checkpoint, "checkpoint", required=False)
+        if state["epoch"] < 0 or state["step"] < 0:
+            raise DHashError(f"{self.checkpoint}: negative epoch or step in the checkpoint")
         return state
 
 
@@ -145,10 +157,28 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
         raise DHashError(f"{p}: not a dhash model file (a checkpoint? use the run's model.pt)")
     if record.get("format_version") != MODEL_FORMAT_VERSION:
         raise DHashError(f"{p}: unsupported model format_version {record.get('format_version')} (this dhash reads {MODEL_FORMAT_VERSION})")
-    missing = [k for k in ("method", "params", "bits", "backbone", "network", "method_state", "input_spec") if k not in record]
-    if missing:
-        raise DHashError(f"{p}: model file lacks {', '.join(missing)}")
+    check_fields(record, MODEL_FIELDS, p, "model file")
+    check_fields(record, MODEL_OPTIONAL, p, "model file", required=False)
+    backbone = record["backbone"]
+    if not isinstance(backbone.get("name"), str) or not isinstance(backbone.get("options", {}), dict):
+        raise DHashError(f"{p}: model file has a malformed backbone (expected a name and options)")
+    for part in SPLIT_PARTS if "split" in record else ():
+        idx = record["split"].get(part)
+        if not (isinstance(idx, torch.Tensor) and idx.ndim == 1 and not idx.is_floating_point()
+                and not idx.is_complex() and (idx.numel() == 0 or int(idx.min()) >= 0)):
+            raise DHashError(f"{p}: model file's split.{part} is not a list of item indices")
     return record
+
+
+def check_fields(record: dict[str, Any], fields: dict[str, Any], path: Path, what: str, required: bool = True) -> None:
+    """Each of ``fields`` is in ``record`` (unless not ``required``) with the given type; bools are not ints."""
+    missing = [k for k in fields if k not in record] if required else []
+    if missing:
+        raise DHashError(f"{path}: {what} lacks {', '.join(missing)}")
+    for key, kind in fields.items():
+        value = record.get(key)
+        if key in record and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            raise DHashError(f"{path}: {what} field '{key}' has the wrong type ({type(value).__name__})")
 
 
 def kept_epoch(path: str | os.PathLike) -> dict[str, Any]:

@@ -356,11 +356,14 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
     first, step, seconds = 0, 0, 0.0
     checkpoint = run.load_checkpoint() if resume else None
     if checkpoint is not None:
-        net.load_state_dict(checkpoint["network"])
-        method.load_state_dict(checkpoint["method"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        try:
+            net.load_state_dict(checkpoint["network"])
+            method.load_state_dict(checkpoint["method"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            scaler.load_state_dict(checkpoint["scaler"])
+        except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+            raise DHashError(f"{run.checkpoint}: does not fit this run ({' '.join(str(exc).split())[:200]})") from None
         first, step, seconds = checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"]
         validation.best, validation.since_best = checkpoint.get("best"), checkpoint.get("since_best", 0)
     if resume:

@@ -19,6 +19,8 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DHashError
+from .h5layout import (Datasets, check_datasets, check_memory, int_attr, open_h5, provenance, read_ids, read_labels,
+                       str_attr)
 
 FORMAT_VERSION = 1
 MAX_BITS = 1024
@@ -134,47 +136,33 @@ def write_code_file(
     return out
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
-    p = Path(path)
-    if not p.exists():
-        raise DHashError(f"{p}: no such file")
-    try:
-        return h5py.File(p, "r")
-    except OSError as exc:
-        raise DHashError(f"{p}: not an HDF5 file ({str(exc).splitlines()[0]})") from None
+PROVENANCE_TEXT = ("dhash_version", "created", "method", "model", "model_sha256", "dataset", "split")
 
 
-def _header(f: h5py.File, path: str | os.PathLike) -> tuple[int, int]:
-    """Check the format attributes of an open code file; return (bits, N)."""
+def _header(f: h5py.File, path: str | os.PathLike) -> tuple[int, Datasets, dict[str, Any]]:
+    """Check an open code file's layout (``docs/file-format.md``); return bits, checked datasets, provenance."""
     if "codes" not in f:
         raise DHashError(f"{path}: not a dhash code file (no 'codes' dataset)")
-    version = int(f.attrs.get("format_version", -1))
+    version = int_attr(f, "format_version", path)
     if version != FORMAT_VERSION:
         raise DHashError(f"{path}: unsupported format_version {version} (this dhash reads {FORMAT_VERSION})")
-    if f.attrs.get("bitorder") != BITORDER:
-        raise DHashError(f"{path}: bitorder must be '{BITORDER}', got {f.attrs.get('bitorder')!r}")
+    bitorder = str_attr(f, "bitorder", path)
+    if bitorder != BITORDER:
+        raise DHashError(f"{path}: bitorder must be '{BITORDER}', got {bitorder!r}")
     try:
-        bits = check_bits(int(f.attrs["bits"]))
-    except (KeyError, DHashError, TypeError, ValueError):
-        raise DHashError(f"{path}: missing or invalid 'bits' attribute") from None
-    ds = f["codes"]
-    if ds.dtype != np.uint8 or ds.ndim != 2 or ds.shape[1] != (bits + 7) // 8:
-        raise DHashError(
-            f"{path}: 'codes' must be uint8 N x {(bits + 7) // 8} for {bits} bits, got {ds.dtype} {ds.shape}"
-        )
-    return bits, ds.shape[0]
+        bits = check_bits(int_attr(f, "bits", path))
+    except DHashError as exc:
+        raise DHashError(f"{path}: invalid 'bits' attribute ({exc})") from None
+    attrs = provenance(f, path, skip=("bits", "bitorder", "format_version"), text=PROVENANCE_TEXT)
+    return bits, check_datasets(f, path, bits), attrs
 
 
 def read_code_file(path: str | os.PathLike) -> CodeFile:
     """Read and validate a code file; errors are one-line ``DHashError`` naming the file."""
-    with _open(path) as f:
-        bits, n = _header(f, path)
-        codes = f["codes"][()]
-        labels = f["labels"][()] if "labels" in f else None
-        ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][()]] if "ids" in f else None
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-    for key in ("bits", "bitorder", "format_version"):
-        attrs.pop(key, None)
+    with open_h5(path) as f:
+        bits, ds, attrs = _header(f, path)
+        check_memory(path, ds.codes, ds.labels)
+        codes, labels, ids = ds.codes[()], read_labels(ds.labels, path), read_ids(ds.ids, path)
     try:
         return CodeFile(codes, bits, labels, ids, attrs)
     except DHashError as exc:
@@ -183,16 +171,16 @@ def read_code_file(path: str | os.PathLike) -> CodeFile:
 
 def code_file_info(path: str | os.PathLike) -> tuple[int, int]:
     """Return ``(bits, N)`` of a code file without reading its codes."""
-    with _open(path) as f:
-        return _header(f, path)
+    with open_h5(path) as f:
+        bits, ds, _ = _header(f, path)
+        return bits, ds.n
 
 
 def iter_code_blocks(path: str | os.PathLike, block_rows: int = 1 << 20) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start_row, codes_block)`` over a code file's codes, ``block_rows`` rows at a time."""
     if block_rows < 1:
         raise DHashError(f"block_rows must be >= 1, got {block_rows}")
-    with _open(path) as f:
-        _, n = _header(f, path)
-        ds = f["codes"]
-        for start in range(0, n, block_rows):
-            yield start, np.ascontiguousarray(ds[start : start + block_rows])
+    with open_h5(path) as f:
+        _, ds, _ = _header(f, path)
+        for start in range(0, ds.n, block_rows):
+            yield start, np.ascontiguousarray(ds.codes[start : start + block_rows])

@@ -25,8 +25,10 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
-from .codes import BITORDER, CodeFile, check_bits, check_codes, read_code_file
+from .codes import BITORDER, PROVENANCE_TEXT, CodeFile, check_bits, check_codes, read_code_file
 from ..errors import DHashError
+from .h5layout import (check_datasets, check_memory, int_attr, open_h5, provenance, read_ids, read_labels,
+                       str_attr)
 from .index import INDEX_KINDS, LinearIndex, MIHIndex
 
 INDEX_FORMAT = 1
@@ -100,36 +102,45 @@ def save_index(index: Index, path: str | os.PathLike, ids: Any = None, labels: n
     return out
 
 
+INDEX_ATTRS = ("dhash_index", "kind", "bits", "bitorder", "ntotal", "substrings")
+INDEX_TEXT = ("dhash_version", "created", "source", *(f"source_{k}" for k in PROVENANCE_TEXT))
+
+
 def load_index(path: str | os.PathLike) -> IndexFile:
-    """Read an index file written by :func:`save_index` (MIH tables are rebuilt here)."""
-    p = Path(path)
-    if not p.exists():
-        raise DHashError(f"{p}: no such file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise DHashError(f"{p}: not an HDF5 file ({str(exc).splitlines()[0]})") from None
-    with f:
+    """Read an index file written by :func:`save_index`, validated first (MIH tables are rebuilt here)."""
+    with open_h5(path) as f:
         if "dhash_index" not in f.attrs:
             hint = " (this is a code file: build an index with `dhash index`)" if "codes" in f else ""
-            raise DHashError(f"{p}: not a dhash index file{hint}")
-        if int(f.attrs["dhash_index"]) != INDEX_FORMAT:
-            raise DHashError(f"{p}: unsupported index format {f.attrs['dhash_index']} (this dhash reads {INDEX_FORMAT})")
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-        kind = attrs.get("kind")
-        if kind not in INDEX_KINDS or "codes" not in f:
-            raise DHashError(f"{p}: corrupt index file (kind {kind!r}, datasets {sorted(f)})")
+            raise DHashError(f"{path}: not a dhash index file{hint}")
+        version = int_attr(f, "dhash_index", path)
+        if version != INDEX_FORMAT:
+            raise DHashError(f"{path}: unsupported index format {version} (this dhash reads {INDEX_FORMAT})")
+        kind = str_attr(f, "kind", path)
+        if kind not in INDEX_KINDS:
+            raise DHashError(f"{path}: unknown index kind {kind!r} (expected {' or '.join(INDEX_KINDS)})")
+        bitorder = str_attr(f, "bitorder", path)
+        if bitorder != BITORDER:
+            raise DHashError(f"{path}: bitorder must be '{BITORDER}', got {bitorder!r}")
         try:
-            bits = check_bits(int(attrs["bits"]))
-            codes = check_codes(f["codes"][()], bits, "codes")
-        except (KeyError, TypeError, ValueError) as exc:  # DHashError is a ValueError
-            raise DHashError(f"{p}: corrupt index file ({exc})") from None
-        ids = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in f["ids"][()]] if "ids" in f else None
-        labels = f["labels"][()] if "labels" in f else None
-    if kind == "mih":
-        index: Index = MIHIndex(bits, int(attrs.get("substrings", 0)) or None)
-    else:
-        index = LinearIndex(bits)
+            bits = check_bits(int_attr(f, "bits", path))
+        except DHashError as exc:
+            raise DHashError(f"{path}: invalid 'bits' attribute ({exc})") from None
+        ds = check_datasets(f, path, bits)
+        ntotal = int_attr(f, "ntotal", path)
+        if ntotal != ds.n:
+            raise DHashError(f"{path}: attribute ntotal = {ntotal} but 'codes' holds {ds.n} codes")
+        substrings = int_attr(f, "substrings", path, required=kind == "mih")
+        attrs = provenance(f, path, skip=INDEX_ATTRS, text=INDEX_TEXT)
+        attrs.update(dhash_index=version, kind=kind, bits=bits, bitorder=bitorder, ntotal=ntotal)
+        if substrings is not None:
+            attrs["substrings"] = substrings
+        check_memory(path, ds.codes, ds.labels)
+        codes, labels, ids = ds.codes[()], read_labels(ds.labels, path), read_ids(ds.ids, path)
+    try:
+        codes = check_codes(codes, bits, "codes")
+        index: Index = MIHIndex(bits, substrings or None) if kind == "mih" else LinearIndex(bits)
+    except DHashError as exc:
+        raise DHashError(f"{path}: {exc}") from None
     index.add(codes)
     return IndexFile(index, ids, labels, attrs)
 
