@@ -41,7 +41,8 @@ def no_kernel(kernel: str | None, engine: str) -> None:
         raise DHashError(f"--kernel {kernel}: only dhash's own indexes have kernels, not {engine}")
 
 
-def open_index(path: str | os.PathLike | None, uri: str | None = None, collection: str | None = None) -> IndexFile:
+def open_index(path: str | os.PathLike | None, uri: str | None = None, collection: str | None = None,
+               token: str | None = None) -> IndexFile:
     """What ``dhash query`` searches: a Milvus collection (``uri`` + ``collection``), a faiss file
     written by ``dhash export --to faiss`` (it has a side file), or a dhash index file."""
     if uri is not None or collection is not None:
@@ -51,7 +52,7 @@ def open_index(path: str | os.PathLike | None, uri: str | None = None, collectio
             raise DHashError("a Milvus collection needs both --uri URI and --collection NAME")
         from .milvus import MilvusIndex
 
-        ix = MilvusIndex(uri, collection)
+        ix = MilvusIndex(uri, collection, token)
         return IndexFile(ix, ix.ids, None, ix.attrs)
     if path is None:
         raise DHashError("give an index file, or --uri and --collection for a Milvus collection")
