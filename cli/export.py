@@ -6,6 +6,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from dhash.cli.options import output_option
+
 EPILOG = """
 \b
 Examples:
@@ -26,7 +28,7 @@ search. --append skips ids already in the collection, so rerunning an interrupte
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("codes", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--to", "engine", required=True, type=click.Choice(["faiss", "milvus"]), help="Target engine.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="faiss: index file to write.")
+@output_option("faiss: index file to write.")
 @click.option("--faiss-index", type=click.Choice(["flat", "multihash", "hnsw"]), default="flat", show_default=True,
               help="faiss: IndexBinaryFlat (exact), IndexBinaryMultiHash or IndexBinaryHNSW.")
 @click.option("--uri", help="Milvus: a Milvus Lite file (e.g. codes.db) or http://HOST:PORT of a server.")
