@@ -68,3 +68,13 @@ def assert_same_up_to_ties(got, want, q, db):
 def assert_same_range(got, want):
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+def assert_matches_dhash(ix, db, q, bits, ks, radii):
+    """An engine index over ``db`` answers k-NN (up to ties) and radius searches as dhash's scan."""
+    for k in ks:
+        assert_same_up_to_ties(ix.search(q, k), exact(db, q, bits, k), q, db)
+    ref = LinearIndex(bits)
+    ref.add(db)
+    for radius in radii:
+        assert_same_range(ix.range_search(q, radius), ref.range_search(q, radius))

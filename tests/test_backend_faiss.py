@@ -5,21 +5,15 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("faiss")
 
 from dhash.backends.faiss import FaissIndex, export_faiss, load_faiss, side_file  # noqa: E402
-from dhash.cli.main import main  # noqa: E402
 from dhash.errors import DHashError  # noqa: E402
 from dhash.search.codes import CodeFile, write_code_file  # noqa: E402
-from dhash.search.index import LinearIndex  # noqa: E402
-from engine_checks import BITS, assert_same_range, assert_same_up_to_ties, exact, random_set, trained_sets  # noqa: E402
+from engine_checks import BITS, assert_matches_dhash, exact, random_set, trained_sets  # noqa: E402
+from test_index_cli import run  # noqa: E402
 from test_search import ref_distances  # noqa: E402
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def flat(db, bits):
@@ -31,23 +25,12 @@ def flat(db, bits):
 @pytest.mark.parametrize("bits", BITS)
 def test_flat_matches_dhash_on_random_codes(bits):
     db, q = random_set(bits)
-    ix = flat(db, bits)
-    for k in (1, 10, len(db) + 5):
-        assert_same_up_to_ties(ix.search(q, k), exact(db, q, bits, k), q, db)
-    ref = LinearIndex(bits)
-    ref.add(db)
-    for radius in (0, bits // 4):
-        assert_same_range(ix.range_search(q, radius), ref.range_search(q, radius))
+    assert_matches_dhash(flat(db, bits), db, q, bits, (1, 10, len(db) + 5), (0, bits // 4))
 
 
 def test_flat_matches_dhash_on_trained_codes():
     for bits, (db, q) in trained_sets().items():
-        ix = flat(db, bits)
-        for k in (10, 100):
-            assert_same_up_to_ties(ix.search(q, k), exact(db, q, bits, k), q, db)
-        ref = LinearIndex(bits)
-        ref.add(db)
-        assert_same_range(ix.range_search(q, bits // 8), ref.range_search(q, bits // 8))
+        assert_matches_dhash(flat(db, bits), db, q, bits, (10, 100), (bits // 8,))
 
 
 @pytest.mark.parametrize("kind", ["multihash", "hnsw"])

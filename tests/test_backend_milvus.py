@@ -6,20 +6,14 @@ import socket
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("milvus_lite")
 
 from dhash.backends.milvus import MilvusIndex, connect, export_milvus  # noqa: E402
-from dhash.cli.main import main  # noqa: E402
 from dhash.errors import DHashError  # noqa: E402
 from dhash.search.codes import CodeFile, write_code_file  # noqa: E402
-from dhash.search.index import LinearIndex  # noqa: E402
-from engine_checks import BITS, assert_same_range, assert_same_up_to_ties, exact, random_set, trained_sets  # noqa: E402
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+from engine_checks import BITS, assert_matches_dhash, assert_same_up_to_ties, exact, random_set, trained_sets  # noqa: E402
+from test_index_cli import run  # noqa: E402
 
 
 def ids(n, prefix="c"):
@@ -46,12 +40,7 @@ def test_search_matches_dhash(milvus):
     for name, (bits, db, q) in sets.items():
         ix = MilvusIndex(uri, name)
         assert ix.bits == bits and ix.ntotal == len(db)
-        for k in (1, 10, len(db) + 3):
-            assert_same_up_to_ties(ix.search(q, k), exact(db, q, bits, k), q, db)
-        ref = LinearIndex(bits)
-        ref.add(db)
-        for radius in (0, bits // 8):
-            assert_same_range(ix.range_search(q, radius), ref.range_search(q, radius))
+        assert_matches_dhash(ix, db, q, bits, (1, 10, len(db) + 3), (0, bits // 8))
         d, i = ix.search(q[:3], 2)
         assert all(ix.ids[r] == f"c/{r}" for r in i.ravel())
 

@@ -2,16 +2,11 @@
 MIH), the old file stays intact when an update is refused, and errors are one line."""
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from dhash.cli.main import main
 from dhash.search.codes import CodeFile, write_code_file
 from dhash.search.index_file import load_index
+from test_index_cli import run
 from test_search import random_codes
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture
