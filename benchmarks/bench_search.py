@@ -1,5 +1,7 @@
 """Exact Hamming k-NN, side by side: dhash linear scan, dhash MIH, faiss IndexBinaryFlat,
-faiss IndexBinaryMultiHash and a NumPy ``bitwise_count`` scan.
+faiss IndexBinaryMultiHash, faiss IndexBinaryHNSW (through ``dhash.backends.faiss``), Milvus Lite
+(BIN_FLAT / HAMMING through ``dhash.backends.milvus``; needs ``dhash[milvus]``) and a NumPy
+``bitwise_count`` scan.
 
 Data: uniform random codes, or clustered codes (N/100 uniform random centres; every database code
 and query is a random centre XOR a mask whose bits are 1 with probability 1/16). 1000 queries.
@@ -9,7 +11,10 @@ slow methods (NumPy, faiss at 10M) time fewer queries so a run stays near ``--bu
 "q/s cpu" divides by process CPU time instead of wall time: on a shared machine it shows what the
 method does per core it actually got. "× faiss" is the wall-clock ratio to faiss IndexBinaryFlat
 at the same cell. "exact" is the share of returned distances equal to the exact ones (faiss
-MultiHash is approximate: it only probes buckets within --faiss-nflip bit flips).
+MultiHash is approximate: it only probes buckets within --faiss-nflip bit flips). "recall" is the
+share of returned neighbours within the exact k-th distance (ties count as found). "insert/s" is
+codes added per second when the index is built (Milvus: batches of 10,000 rows with string ids).
+Milvus Lite runs in its own server process with its own threads: --threads does not apply to it.
 
 ``--kernels all`` (or a list of kernel names) times the dhash methods once per kernel, side by side
 (rows ``dhash-linear:popcnt``, ...); by default they use the kernel dhash chooses (printed first).
@@ -25,6 +30,9 @@ import argparse
 import csv
 import datetime as dt
 import os
+import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +43,7 @@ from rich.table import Table
 from dhash.search import _core
 from dhash.search.index import LinearIndex, MIHIndex, available_kernels, cpu_model, selected_kernel
 
-METHODS = ("dhash-linear", "dhash-mih", "faiss-flat", "faiss-mih", "numpy")
+METHODS = ("dhash-linear", "dhash-mih", "faiss-flat", "faiss-mih", "faiss-hnsw", "milvus-lite", "numpy")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -88,10 +96,12 @@ def numpy_knn(db: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 class Runner:
     """Builds each method's index once per data set; search(q, k, threads) -> (D, I)."""
 
-    def __init__(self, db: np.ndarray, bits: int, methods: list[str], nflip: int) -> None:
+    def __init__(self, db: np.ndarray, bits: int, methods: list[str], nflip: int, workdir: Path) -> None:
         self.db, self.bits, self.build = db, bits, {}
         self.index: dict[str, object] = {}
         for name in methods:
+            if name == "numpy":
+                continue  # nothing to build
             t = time.perf_counter()
             if name == "dhash-linear":
                 self.index[name] = LinearIndex(bits)
@@ -112,12 +122,31 @@ class Runner:
                 ix.nflip = nflip
                 ix.add(db)
                 self.index[name] = ix
+            elif name == "faiss-hnsw":
+                from dhash.backends.faiss import FaissIndex
+
+                self.index[name] = FaissIndex(bits, "hnsw")
+                self.index[name].add(db)
+            elif name == "milvus-lite":
+                from dhash.backends.milvus import MilvusIndex, export_milvus
+                from dhash.search.codes import CodeFile
+
+                uri = str(workdir / f"bench-{len(db)}-{bits}.db")
+                export_milvus(CodeFile(db, bits, ids=[str(i) for i in range(len(db))]), uri, "bench", "overwrite")
+                self.index[name] = MilvusIndex(uri, "bench")
             self.build[name] = time.perf_counter() - t
+
+    def close(self) -> None:
+        """Stop the Milvus Lite server, if one was started."""
+        if "milvus-lite" in self.index:
+            self.index["milvus-lite"].close()
 
     def search(self, name: str, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         if name.startswith("dhash"):
             method, _, kernel = name.partition(":")
             return self.index[method].search(q, k, threads=threads, kernel=kernel or None)
+        if name in ("faiss-hnsw", "milvus-lite"):
+            return self.index[name].search(q, k, threads=threads)
         if name.startswith("faiss"):
             import faiss
 
@@ -173,12 +202,13 @@ def main() -> None:
     timed_methods = [f"{m}:{kern}" if kern else m for m in args.methods
                      for kern in (kernels if kernels and m.startswith("dhash") else [""])]
     rows: list[dict] = []
+    workdir = Path(tempfile.mkdtemp(prefix="bench_search-"))  # Milvus Lite files
     for n_text in args.n:
         n = parse_n(n_text)
         for bits in args.bits:
             for data in args.data:
                 db, queries = make_data(data, n, bits, args.queries)
-                runner = Runner(db, bits, args.methods, args.faiss_nflip)
+                runner = Runner(db, bits, args.methods, args.faiss_nflip, workdir)
                 for threads in args.threads:
                     for k in args.k:
                         exact = None
@@ -190,10 +220,13 @@ def main() -> None:
                                 exact = d
                             m = min(len(d), len(exact)) if exact is not None else 0
                             ok = float(np.mean(d[:m] == exact[:m])) if m else float("nan")
+                            recall = float(np.mean(d[:m] <= exact[:m, -1:])) if m else float("nan")
                             cell.append({
                                 "n": n, "bits": bits, "data": data, "threads": threads, "k": k, "method": name,
                                 "qps": r["queries"] / r["wall"], "qps_cpu": r["queries"] * threads / r["cpu"],
-                                "queries": r["queries"], "exact": ok, "build_s": runner.build.get(name, 0.0),
+                                "queries": r["queries"], "exact": ok, "recall": recall,
+                                "build_s": runner.build.get(name, 0.0),
+                                "insert_per_s": n / runner.build[name] if runner.build.get(name) else float("nan"),
                                 "stats": str(getattr(runner.index.get(name), "last_stats", "")),
                             })
                         base = next((c["qps"] for c in cell if c["method"] == "faiss-flat"), float("nan"))
@@ -202,19 +235,23 @@ def main() -> None:
                             console.print(
                                 f"N={n:,} bits={bits} {data} threads={threads} k={k} {c['method']:>12}: "
                                 f"{c['qps']:10,.0f} q/s  (cpu {c['qps_cpu']:,.0f})  x faiss {c['x_faiss']:.2f}  "
-                                f"exact {c['exact']:.3f}  [{c['queries']} queries]", highlight=False)
+                                f"exact {c['exact']:.3f}  recall {c['recall']:.3f}  insert/s {c['insert_per_s']:,.0f}  "
+                                f"[{c['queries']} queries]", highlight=False)
                         rows.extend(cell)
+                runner.close()
                 del runner, db
+    shutil.rmtree(workdir)
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     table = Table(title=f"Exact Hamming k-NN, queries/s ({machine}; load average {os.getloadavg()[0]:.1f})")
-    for col in ("N", "bits", "data", "thr", "k", "method", "q/s", "q/s cpu", "× faiss", "exact"):
+    for col in ("N", "bits", "data", "thr", "k", "method", "q/s", "q/s cpu", "× faiss", "exact", "recall", "insert/s"):
         table.add_column(col, justify="left" if col in ("data", "method") else "right")
     for c in rows:
         table.add_row(f"{c['n']:,}", str(c["bits"]), c["data"], str(c["threads"]), str(c["k"]), c["method"],
-                      f"{c['qps']:,.0f}", f"{c['qps_cpu']:,.0f}", f"{c['x_faiss']:.2f}", f"{c['exact']:.3f}")
+                      f"{c['qps']:,.0f}", f"{c['qps_cpu']:,.0f}", f"{c['x_faiss']:.2f}", f"{c['exact']:.3f}",
+                      f"{c['recall']:.3f}", f"{c['insert_per_s']:,.0f}")
     console.print(table)
     console.print(f"wrote {out}", highlight=False)
 

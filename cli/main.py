@@ -13,6 +13,7 @@ COMMANDS = {
     "train": ("train:train", "Train a hashing network on labelled images."),
     "encode": ("encode:encode", "Encode images into an HDF5 code file with a trained model."),
     "index": ("index:index", "Build a search index (linear scan or multi-index hashing) from a code file."),
+    "export": ("export:export", "Export a code file to a faiss index file or a Milvus collection."),
     "query": ("query:query", "Search an index by Hamming distance (k-NN or radius)."),
     "evaluate": ("evaluate:evaluate", "Retrieval metrics (mAP@k, P@H<=r, precision/recall) and curves."),
     "info": ("info:info", "The CPU, the search kernels available and the one chosen per code length."),

@@ -12,7 +12,6 @@ from dhash.cli.options import (csv_text, data_dir_option, device_option, emit, f
                                output_format, output_option, plain_text, threads_option)
 from dhash.search.codes import CodeFile
 from dhash.search.index import KERNELS
-from dhash.search.index_file import load_index
 from dhash.search.results import result_records
 
 EPILOG = """
@@ -22,6 +21,8 @@ Examples:
   dhash query database.index.h5 --codes queries.h5 --radius 2 --format json -o hits.json
   dhash query database.index.h5 --image cat.jpg --model runs/x/model.pt -k 5
   dhash query database.index.h5 --codes queries.h5 -k 8 --first 6 --grid retrievals.png
+  dhash query db.faiss --codes queries.h5 -k 10                   # from dhash export --to faiss
+  dhash query --uri codes.db --collection fmnist32 --codes queries.h5 -k 10      # Milvus
 
 \b
 One row per result: query (row of the query file, or position of --image), rank (1 = nearest),
@@ -68,7 +69,10 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.argument("index_path", metavar="INDEX", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("index_path", metavar="[INDEX]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--uri", help="Search a Milvus collection instead of INDEX: Milvus Lite file or http://HOST:PORT.")
+@click.option("--collection", help="With --uri: the collection (from `dhash export --to milvus`).")
+@click.option("--token", envvar="MILVUS_TOKEN", help="With --uri: user:password or API key  [env: MILVUS_TOKEN]")
 @click.option("--codes", type=click.Path(dir_okay=False, path_type=Path), help="HDF5 code file of query codes.")
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="Query image file (repeatable); needs --model.")
@@ -85,10 +89,12 @@ def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw a PNG: each query, then its results framed green (shares a label) or red.")
 @data_dir_option("With --grid: where the dataset's images are.")
-def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: Path | None, device: str,
+def query(index_path: Path | None, uri: str | None, collection: str | None, token: str | None, codes: Path | None,
+          images: tuple[str, ...], model: Path | None, device: str,
           k: int | None, radius: int | None, threads: int | None, kernel: str, fmt: str | None,
           output: Path | None, first: int | None, grid: Path | None, data_dir: str | None) -> None:
-    """Search INDEX (from `dhash index`) for the nearest codes of each query."""
+    """Search INDEX (from `dhash index`, or a faiss file from `dhash export`) or a Milvus collection
+    (--uri, --collection) for the nearest codes of each query."""
     if (codes is None) == (not images):
         raise click.UsageError("give the queries either as --codes FILE or as --image PATH (with --model)")
     if images and model is None:
@@ -100,8 +106,10 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
     fmt = output_format(fmt, output)
 
     from dhash.atomic import check_not_input
+    from dhash.search.backends import open_index
 
-    loaded = load_index(index_path)
+    loaded = open_index(index_path, uri, collection, token)
+    index_path = index_path or Path(f"{uri}#{collection}")
     ix = loaded.index
     qfile, inputs = _load_queries(codes, images, model, device, ix.bits, index_path)
     if first is not None:
@@ -115,6 +123,9 @@ def query(index_path: Path, codes: Path | None, images: tuple[str, ...], model: 
     kern = None if kernel == "auto" else kernel
     if device.startswith("cuda"):
         from dhash.search.torch_search import TorchIndex
+
+        if not hasattr(ix, "codes"):
+            raise click.UsageError("--device cuda searches dhash index files, not faiss or Milvus")
 
         on_device = TorchIndex(ix.codes(), ix.bits, device)
         knn, within = on_device.search, on_device.range_search
