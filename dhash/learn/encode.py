@@ -65,6 +65,11 @@ class Encoder:
             self._sha256 = file_sha256(self.path)
         return self._sha256
 
+    def encode_tensor(self, x: torch.Tensor) -> np.ndarray:
+        """Packed codes (uint8 N × ceil(bits/8)) of a batch of normalised images (``dhash serve`` uses it)."""
+        with torch.inference_mode():
+            return self._codes(self.network(x.to(self.device)))
+
     def _codes(self, out: Any) -> np.ndarray:
         return pack_codes(self.method.project(out.h.float()))
 
