@@ -32,18 +32,20 @@ def cli(*args) -> None:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
-    """A database of 3M 64-bit codes (24 MB), 2,000 queries, an LSH model."""
+    """A database of 3M 64-bit codes (24 MB), 2,000 and 10,000 queries, an LSH model."""
     root = tmp_path_factory.mktemp("interrupt")
     rng = np.random.default_rng(1)
     write_code_file(root / "db.h5", CodeFile(rng.integers(0, 256, (3_000_000, 8), dtype=np.uint8), 64))
     write_code_file(root / "q.h5", CodeFile(rng.integers(0, 256, (2000, 8), dtype=np.uint8), 64))
+    # the query run must outlast start-up + 1 s even on an idle machine: 10,000 queries × 3M codes, 1 thread
+    write_code_file(root / "q10k.h5", CodeFile(rng.integers(0, 256, (10_000, 8), dtype=np.uint8), 64))
     write_code_file(root / "small.h5", CodeFile(rng.integers(0, 256, (50, 8), dtype=np.uint8), 64))
     cli("index", root / "small.h5", "-o", root / "small.index.h5")
     cli("index", root / "db.h5", "-o", root / "db.index.h5", "--kind", "linear")
     run = root / "run"
     cli("train", "--data", "fashion-mnist", "--method", "lsh", "--bits", "16", "--protocol", "per-class",
         "--queries-per-class", "20", "--train-per-class", "50", "--threads", "1", "-o", run)
-    return {"db": root / "db.h5", "q": root / "q.h5", "small_index": root / "small.index.h5",
+    return {"db": root / "db.h5", "q": root / "q.h5", "q10k": root / "q10k.h5", "small_index": root / "small.index.h5",
             "index": root / "db.index.h5", "model": run / "model.pt"}
 
 
@@ -88,7 +90,7 @@ def test_interrupted_writer_leaves_the_old_file(inputs, tmp_path, command):
     argv = {
         "index": ["index", inputs["db"], "-o", out, "--kind", "linear"],
         "encode": ["encode", "fashion-mnist", "--model", inputs["model"], "-o", out, "--threads", "1"],
-        "query": ["query", inputs["index"], "--codes", inputs["q"], "-k", "50", "--threads", "1", "-o", out],
+        "query": ["query", inputs["index"], "--codes", inputs["q10k"], "-k", "50", "--threads", "1", "-o", out],
     }[command]
     old = {"index": inputs["small_index"].read_bytes(), "encode": inputs["q"].read_bytes(), "query": b"old\n"}[command]
     interrupted = 0
