@@ -121,4 +121,4 @@ def _check_whole(command: str, out: Path) -> None:
     elif command == "encode":
         assert len(read_code_file(out)) == 70_000
     else:
-        assert len(out.read_text().splitlines()) == 1 + 2000 * 50
+        assert len(out.read_text().splitlines()) == 1 + 10_000 * 50
