@@ -49,16 +49,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """`dhash serve INDEX ...` in a subprocess; stopped by ``close``."""
+DHASH = [sys.executable, "-c", "from dhash.cli.main import main; main()"]
 
-    def __init__(self, index: Path, *options: str) -> None:
+
+class Server:
+    """`dhash serve ARGS...` in a subprocess (its log beside the first argument, or in ``log_dir``);
+    stopped by ``close``."""
+
+    def __init__(self, *args: str | Path, log_dir: Path | None = None) -> None:
         self.port = free_port()
-        self.log = index.parent / f"serve-{self.port}.log"
+        self.log = (log_dir or Path(args[0]).parent) / f"serve-{self.port}.log"
         with self.log.open("w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from dhash.cli.main import main; main()", "serve", str(index),
-                 "--port", str(self.port), *options], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([*DHASH, "serve", *map(str, args), "--port", str(self.port)],
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
@@ -434,3 +437,144 @@ def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_p
         assert len(driver.find_elements(By.CSS_SELECTOR, "#grid figure.result")) == K
     finally:
         driver.quit()
+
+
+# --- Milvus backend: `dhash serve --uri FILE --collection NAME` over a real Milvus Lite file -------------
+
+def dhash_process(*args) -> str:
+    """`dhash ARGS` in its own process: a Milvus Lite file is open in one process at a time, so the test
+    process must not open it while the server has it."""
+    done = subprocess.run([*DHASH, *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def rows_by_query(output: str) -> dict[int, list[tuple[int, str, int]]]:
+    out: dict[int, list] = {}
+    for row in json.loads(output):
+        out.setdefault(row["query"], []).append((row["index"], row["id"], row["distance"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def milvus(files):
+    """The database codes exported to a Milvus Lite file; `dhash query --uri` answers taken before the
+    server (which then holds the file) starts."""
+    pytest.importorskip("milvus_lite")
+    uri = files["root"] / "codes.db"
+    dhash_process("export", files["db"], "--to", "milvus", "--uri", uri, "--collection", "lsh16")
+    query = ("query", "--uri", uri, "--collection", "lsh16", "--codes", files["q"], "--format", "json")
+    expected = {"k": rows_by_query(dhash_process(*query, "-k", K)),
+                "radius": rows_by_query(dhash_process(*query, "--first", 20, "--radius", 2))}
+    srv = Server("--uri", uri, "--collection", "lsh16", "--model", files["model"], log_dir=files["root"])
+    yield srv, expected
+    srv.close()
+
+
+def assert_knn_matches(hits: dict, want: list[tuple[int, str, int]], query: np.ndarray, db) -> None:
+    """Equal distances; equal ids below the k-th distance; at it, ids of codes truly at that distance."""
+    got = hits_rows(hits)
+    assert [d for _, _, d in got] == [d for _, _, d in want]
+    kth = want[-1][2]
+    assert [r for r in got if r[2] < kth] == [r for r in want if r[2] < kth]
+    true = np.bitwise_count(np.bitwise_xor(db.codes[hits["indices"]], query)).sum(axis=1)
+    assert true.tolist() == hits["distances"] and len(set(hits["indices"])) == len(hits["indices"])
+    assert hits["ids"] == [db.ids[i] for i in hits["indices"]]
+    assert hits["labels"] == [np.flatnonzero(db.labels[i]).tolist() for i in hits["indices"]]
+
+
+def test_milvus_search_equals_dhash_query_uri(milvus, files):
+    srv, expected = milvus
+    q, db = read_code_file(files["q"]), read_code_file(files["db"])
+    hexes = [c.tobytes().hex() for c in q.codes]
+    status, res = srv.json("POST", "/search", {"codes": hexes, "k": K})
+    assert status == 200 and res["bits"] == 16 and len(res["results"]) == len(q)
+    assert res["classes"][1] == "Trouser"  # class names kept in the collection's description
+    in_memory = query_rows(files["index"], "--codes", files["q"], "-k", K)
+    ties = 0
+    for n, hits in enumerate(res["results"]):
+        assert_knn_matches(hits, expected["k"][n], q.codes[n], db)
+        assert hits["distances"] == [d for _, _, d in in_memory[n]]  # the same as dhash's own index
+        true = np.bitwise_count(np.bitwise_xor(db.codes, q.codes[n])).sum(axis=1)
+        ties += int((true <= hits["distances"][-1]).sum() > K)
+    assert ties > len(q) // 2  # 16-bit codes: most queries tie at the k-th distance, where ids may differ
+    bits = np.unpackbits(q.codes[:20], axis=1, count=16, bitorder="little").tolist()
+    status, res = srv.json("POST", "/search", {"codes": bits, "radius": 2})
+    assert status == 200 and [hits_rows(h) for h in res["results"]] == [expected["radius"].get(n, []) for n in range(20)]
+    assert sum(len(h["indices"]) for h in res["results"]) > 0
+
+
+def test_milvus_image_search_items_stats_and_errors(milvus, files, fashion):
+    srv, _ = milvus
+    db = read_code_file(files["db"])
+    image = png_bytes(fashion.images[fashion.ids.index(db.ids[7])])
+    status, res = srv.json("POST", f"/search/image?k={K}", raw=image, headers={"Content-Type": "image/png"})
+    assert status == 200 and res["code"] == db.codes[7].tobytes().hex()
+    status, by_code = srv.json("POST", "/search", {"codes": [res["code"]], "k": K})
+    assert res["results"] == by_code["results"] and 7 in res["results"][0]["indices"]
+    status, item = srv.json("GET", "/items/random")
+    assert status == 200 and item["id"] == db.ids[item["index"]]
+    assert item["code"] == db.codes[item["index"]].tobytes().hex()
+    assert item["labels"] == np.flatnonzero(db.labels[item["index"]]).tolist()
+    status, ctype, data = srv.call("GET", f"/items/{db.ids[3]}/image")  # the data set named in the collection
+    assert status == 200 and ctype == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), fashion.images[fashion.ids.index(db.ids[3])])
+    for path in ("/items/no-such-id/image", "/items/%2e%2e/%2e%2e/etc/passwd/image", '/items/%22%20or%201/image'):
+        status, ctype, data = srv.call("GET", path)
+        assert status == 404 and b"root:" not in data, (path, status)
+    status, stats = srv.json("GET", "/stats")
+    assert status == 200 and (stats["backend"], stats["collection"], stats["codes"], stats["bits"]) == \
+        ("milvus", "lsh16", 500, 16)
+    assert stats["kernel"] is None and stats["dataset"] == "fashion-mnist" and stats["model"]["bits"] == 16
+    cases = {
+        "wrong length": (srv.json("POST", "/search", {"codes": ["a3f0c1"], "k": 3}), 400, "4 hex digits"),
+        "wrong bits": (srv.json("POST", "/search", {"codes": [[0, 1, 1]], "k": 3}), 400, "16 bits"),
+        "k = 0": (srv.json("POST", "/search", {"codes": ["a3f0"], "k": 0}), 422, "k"),
+        "k < 0": (srv.json("POST", "/search", {"codes": ["a3f0"], "k": -4}), 422, "k"),
+        "k and radius": (srv.json("POST", "/search", {"codes": ["a3f0"], "k": 1, "radius": 1}), 400, "exactly one"),
+        "non-image": (srv.json("POST", "/search/image?k=3", raw=b"text, not an image" * 10,
+                               headers={"Content-Type": "image/png"}), 415, "not an image"),
+    }
+    for name, ((status, body), want, text) in cases.items():
+        assert status == want and text in body["error"], (name, status, body)
+    assert srv.json("GET", "/health") == (200, {"status": "ok", "codes": 500})
+
+
+def test_milvus_reload_reconnects_without_failing_requests(milvus, files):
+    srv, expected = milvus
+    q = read_code_file(files["q"])
+    payload = {"codes": [c.tobytes().hex() for c in q.codes[:5]], "k": 3}
+    failures, done, stop = [], [], threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            status, res = srv.json("POST", "/search", payload)
+            (done if status == 200 else failures).append(res)
+
+    workers = [threading.Thread(target=hammer) for _ in range(2)]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)
+    status, res = srv.json("POST", "/reload")
+    reloads = res.get("reloads")
+    time.sleep(0.5)
+    stop.set()
+    for w in workers:
+        w.join()
+    assert status == 200 and res["codes"] == 500 and reloads >= 1 and not failures and len(done) > 0
+    assert [[d for d in h["distances"]] for h in done[-1]["results"]] == \
+        [[d for _, _, d in expected["k"][n][:3]] for n in range(5)]
+
+
+def test_serve_milvus_cli_errors(files, tmp_path):
+    for args, text in ((["--uri", tmp_path / "x.db"], "needs both --uri URI and --collection NAME"),
+                       ([files["index"], "--uri", tmp_path / "x.db", "--collection", "c"], "not both"),
+                       (["--uri", tmp_path / "x.db", "--collection", "c", "--watch"], "POST /reload"),
+                       ([], "give an index file, or --uri")):
+        out = dhash("serve", *args, code=2)
+        assert text in out and "Traceback" not in out
+    pytest.importorskip("milvus_lite")
+    done = subprocess.run([*DHASH, "serve", "--uri", tmp_path / "x.db", "--collection", "none",
+                           "--port", str(free_port())], capture_output=True, text=True, timeout=120)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("Error: ") and "no collection 'none'" in last

@@ -8,7 +8,6 @@ the current backend once, so ``POST /reload`` swaps the index without disturbing
 """
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -153,18 +152,11 @@ def parse_codes(codes: Sequence[str | list[int]], bits: int) -> np.ndarray:
         raise DHashError(f"codes: {exc}") from None
 
 
-def _label_lists(labels: np.ndarray | None, rows: np.ndarray) -> list[list[int]] | None:
-    if labels is None:
-        return None
-    return [np.flatnonzero(labels[r]).tolist() for r in rows.tolist()]
-
-
 def _hits(backend: Any, dist: np.ndarray, idx: np.ndarray, truncated: int = 0) -> dict[str, Any]:
     keep = idx >= 0
-    dist, idx = dist[keep], idx[keep]
-    ids = backend.ids
-    return {"ids": None if ids is None else [ids[i] for i in idx.tolist()], "indices": idx.tolist(),
-            "distances": dist.tolist(), "labels": _label_lists(backend.labels, idx), "truncated": truncated}
+    rows = idx[keep].tolist()
+    return {"ids": backend.ids_of(rows), "indices": rows, "distances": dist[keep].tolist(),
+            "labels": backend.labels_of(rows), "truncated": truncated}
 
 
 def run_search(backend: Any, codes: np.ndarray, k: int | None, radius: int | None) -> list[dict[str, Any]]:
@@ -311,7 +303,7 @@ def create_app(service: Service) -> FastAPI:
         started = time.perf_counter()
         backend = service.backends.current
         codes = parse_codes(req.codes, backend.bits)
-        if offloaded == 0 and len(codes) <= INLINE_QUERIES:  # alone: skip the hop to a pool thread
+        if offloaded == 0 and len(codes) <= INLINE_QUERIES and not backend.blocking:  # alone: no hop to a pool thread
             results = run_search(backend, codes, req.k, req.radius)
         else:  # others are searching: run beside them on another core
             offloaded += 1
@@ -348,13 +340,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/items/random", summary="A random database item")
     def random_item() -> dict[str, Any]:
         """A database item drawn at random: its index, id, labels and code (hex), to search with."""
-        backend = service.backends.current
-        if backend.ntotal == 0:
-            raise ItemNotFound("the index is empty")
-        row = random.randrange(backend.ntotal)
-        return {"index": row, "id": None if backend.ids is None else backend.ids[row],
-                "labels": None if backend.labels is None else np.flatnonzero(backend.labels[row]).tolist(),
-                "code": backend.code(row).tobytes().hex()}
+        return service.backends.current.random_item()
 
     @app.get("/items/{item_id:path}/image", summary="A database image", response_class=Response,
              responses={200: {"content": {"image/png": {}}}})
