@@ -66,8 +66,18 @@ def start_server(index: Path, port: int, threads: int) -> subprocess.Popen:
     raise SystemExit("server did not start within 300 s")
 
 
-def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: float) -> dict[str, float]:
-    """Send ``total`` requests from ``clients`` threads (stopping after ``seconds``); latency and errors."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: float, server_pid: int) -> dict[str, float]:
+    """Send ``total`` requests from ``clients`` threads (stopping after ``seconds``): latency, errors, and
+    the CPU time per request of the server process and of this (client) process."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     counter = iter(range(total))
@@ -94,15 +104,17 @@ def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: floa
         conn.close()
 
     workers = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    t0 = time.perf_counter()
+    server_cpu, client_cpu, t0 = cpu_seconds(server_pid), time.process_time(), time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     wall = time.perf_counter() - t0
+    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
     ms = np.concatenate([np.asarray(x) for x in latencies]) * 1e3
     return {"requests": len(ms), "errors": sum(errors), "rps": len(ms) / wall, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "wall": wall}
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "wall": wall,
+            "server_cpu": server_cpu * 1e3 / len(ms), "client_cpu": client_cpu * 1e3 / len(ms)}
 
 
 def main() -> None:
@@ -126,9 +138,9 @@ def main() -> None:
         port = free_port()
         proc = start_server(Path(tmp) / "db.index.h5", port, args.threads)
         try:
-            load(port, bodies, 1, 50, args.seconds)  # warm-up
-            rows = [("1", load(port, bodies, 1, args.single, args.seconds)),
-                    (str(args.clients), load(port, bodies, args.clients, args.requests, args.seconds))]
+            load(port, bodies, 1, 50, args.seconds, proc.pid)  # warm-up
+            rows = [("1", load(port, bodies, 1, args.single, args.seconds, proc.pid)),
+                    (str(args.clients), load(port, bodies, args.clients, args.requests, args.seconds, proc.pid))]
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             stats = json.loads(request(conn, "/stats")[1])
         finally:
@@ -138,11 +150,13 @@ def main() -> None:
                platform.processor())
     table = Table(title=f"dhash serve, POST /search k={args.k}: {args.n:,} x {args.bits}-bit {args.data} codes, "
                         f"{loaded.index.kind} index, {stats['kernel']} kernel, --threads {args.threads}")
-    for col in ("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms", "wall s"):
+    for col in ("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms", "wall s",
+                "server CPU ms/req", "client CPU ms/req"):
         table.add_column(col, justify="right")
     for clients, r in rows:
         table.add_row(clients, f"{r['requests']:,}", str(r["errors"]), f"{r['rps']:,.0f}", f"{r['p50']:.2f}",
-                      f"{r['p99']:.2f}", f"{r['max']:.1f}", f"{r['wall']:.1f}")
+                      f"{r['p99']:.2f}", f"{r['max']:.1f}", f"{r['wall']:.1f}", f"{r['server_cpu']:.3f}",
+                      f"{r['client_cpu']:.3f}")
     console.print(table)
     server = stats["latency_ms"]["search"]
     console.print(f"server-side /search time (last {server['n']:,}): p50 {server['p50']:.2f} ms, "
