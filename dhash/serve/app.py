@@ -1,10 +1,12 @@
 """The ASGI app of ``dhash serve``: the JSON API (OpenAPI at /docs, /openapi.json) and the page at ``/``.
 
-Every error is a JSON object ``{"error": "one line"}`` with a 4xx status, and the server goes on
-serving. Searches and image encoding run in the thread pool (the search core and torch release
-the GIL), so concurrent requests use every core; a small search with no other one running runs on
-the event loop, which saves a thread switch (most of a 1M-code search's time). Each request takes
-the current backend once, so ``POST /reload`` swaps the index without disturbing requests in flight.
+Every error is a JSON object ``{"error": "one line"}`` with a 4xx status (502 when Milvus fails),
+and the server goes on serving. Searches and image encoding run in the thread pool (the search
+core and torch release the GIL), so concurrent requests use every core; a small search of an
+in-memory index with no other one running runs on the event loop, which saves a thread switch
+(most of a 1M-code search's time); a Milvus search, a call to another process, never does. Each
+request takes the current backend once, so ``POST /reload`` swaps it without disturbing requests
+in flight.
 """
 from __future__ import annotations
 
