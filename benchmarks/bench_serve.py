@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1, help="search threads per request (dhash serve --threads)")
     ap.add_argument("--seconds", type=float, default=120, help="time limit per phase")
+    ap.add_argument("--kind", choices=("auto", "linear", "mih"), default="auto", help="index kind (dhash index --kind)")
     ap.add_argument("--milvus", action="store_true",
                     help="serve the codes from a Milvus Lite file (dhash export --to milvus; ~9,000 codes/s to export)")
     args = ap.parse_args()
@@ -153,7 +154,7 @@ def main() -> None:
                             str(Path(tmp) / "codes.db"), "--collection", "bench"], check=True)
             source, engine = ["--uri", str(Path(tmp) / "codes.db"), "--collection", "bench"], "Milvus Lite"
         else:
-            kind = index_code_file(Path(tmp) / "db.h5", Path(tmp) / "db.index.h5").index.kind
+            kind = index_code_file(Path(tmp) / "db.h5", Path(tmp) / "db.index.h5", args.kind).index.kind
             source, engine = [str(Path(tmp) / "db.index.h5"), "--threads", str(args.threads)], f"{kind} index"
         port = free_port()
         proc = start_server(source, port)
