@@ -540,6 +540,14 @@ def test_milvus_image_search_items_stats_and_errors(milvus, files, fashion):
     assert srv.json("GET", "/health") == (200, {"status": "ok", "codes": 500})
 
 
+def test_milvus_lite_file_held_by_the_server_is_one_error_line(milvus, files):
+    done = subprocess.run([*DHASH, "query", "--uri", files["root"] / "codes.db", "--collection", "lsh16",
+                           "--codes", files["q"], "-k", "3"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "open in one process at a time" in done.stderr and "Traceback" not in done.stderr
+    assert milvus[0].json("GET", "/health")[0] == 200
+
+
 def test_milvus_reload_reconnects_without_failing_requests(milvus, files):
     srv, expected = milvus
     q = read_code_file(files["q"])
@@ -576,5 +584,6 @@ def test_serve_milvus_cli_errors(files, tmp_path):
     pytest.importorskip("milvus_lite")
     done = subprocess.run([*DHASH, "serve", "--uri", tmp_path / "x.db", "--collection", "none",
                            "--port", str(free_port())], capture_output=True, text=True, timeout=120)
-    last = done.stderr.strip().splitlines()[-1]
-    assert done.returncode == 1 and last.startswith("Error: ") and "no collection 'none'" in last
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("Error: ") and "no collection 'none'" in lines[0]

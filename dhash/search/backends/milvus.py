@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,15 +58,25 @@ def connect(uri: str, token: str | None = None, timeout: float = 10.0) -> Any:
         if os.path.isdir(uri):
             raise DHashError(f"{uri}: is a folder; a Milvus Lite URI is a file path such as codes.db")
         try:
-            import milvus_lite  # noqa: F401  (pymilvus starts it for a file URI)
+            with warnings.catch_warnings():  # its pkg_resources deprecation notice, on every command
+                warnings.simplefilter("ignore", UserWarning)
+                import milvus_lite  # noqa: F401  (pymilvus starts it for a file URI)
         except ImportError:
             raise DHashError(f"{uri}: Milvus Lite is not installed: pip install 'dhash[milvus]'") from None
         uri = os.path.abspath(uri)
+    root = logging.getLogger()  # Milvus Lite logs its start-up failures there: they become the one line below
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    root.addFilter(drop)
     try:
         return pymilvus.MilvusClient(uri=uri, token=token or "", timeout=timeout)
     except Exception as exc:  # pymilvus raises MilvusException and grpc errors
         busy = "" if remote else "; a Milvus Lite file is open in one process at a time: is another using it?"
         raise MilvusFailure(f"{uri}: cannot reach Milvus ({_message(exc)}{busy})") from None
+    finally:
+        root.removeFilter(drop)
 
 
 def _message(exc: BaseException) -> str:
