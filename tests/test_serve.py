@@ -399,14 +399,24 @@ CHROME_OPTIONS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
-def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_path):
+def chromium(tmp_path: Path) -> webdriver.Chrome:
+    """Headless Chromium (Debian's chromium + chromium-driver) with its profile in ``tmp_path``."""
     options = webdriver.ChromeOptions()
     for flag in CHROME_OPTIONS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     options.add_argument("--window-size=1280,900")
     options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+    return webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+
+
+def images_loaded(driver: webdriver.Chrome) -> bool:
+    return all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+               for img in driver.find_elements(By.CSS_SELECTOR, "#grid img"))
+
+
+def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_path):
+    driver = chromium(tmp_path)
     try:
         driver.get(server.url + "/")
         wait = WebDriverWait(driver, 60)
@@ -418,8 +428,7 @@ def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_p
         driver.find_element(By.ID, "label").send_keys("Bag")
         driver.find_element(By.ID, "file").send_keys(str(query))
         tiles = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid figure.result") or None)
-        wait.until(lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
-                                 for img in d.find_elements(By.CSS_SELECTOR, "#grid img")))
+        wait.until(images_loaded)
         assert len(tiles) == K and not driver.find_element(By.ID, "error").is_displayed()
         captions = [t.text for t in tiles]
         assert captions[0].startswith("#1 · d=") and all(f"#{r + 1} · d=" in c for r, c in enumerate(captions))
@@ -587,3 +596,23 @@ def test_serve_milvus_cli_errors(files, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith("Error: ") and "no collection 'none'" in lines[0]
+
+
+def test_milvus_page_in_headless_chromium_shows_a_random_item_and_k_results(milvus, files, tmp_path):
+    srv, _ = milvus
+    driver = chromium(tmp_path)
+    try:
+        driver.get(srv.url + "/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: "codes of 16 bits · milvus BIN_FLAT index · fashion-mnist" in d.find_element(By.ID, "stats").text)
+        driver.find_element(By.ID, "random").click()
+        wait.until(lambda d: d.find_element(By.ID, "results-title").text.startswith(f"{K} nearest"))
+        wait.until(images_loaded)
+        tiles = driver.find_elements(By.CSS_SELECTOR, "#grid figure.result")
+        assert len(tiles) == K and not driver.find_element(By.ID, "error").is_displayed()
+        assert all("relevant" in t.get_attribute("class") for t in tiles)  # framed: labels came from Milvus
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#grid img")) == K
+        assert driver.execute_script("return document.getElementById('query-image').naturalWidth") > 0
+        driver.save_screenshot(str(tmp_path / "serve-milvus-page.png"))
+    finally:
+        driver.quit()
