@@ -194,13 +194,9 @@ def search_request(body: bytes, content_type: str) -> SearchRequest:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
-def _validation_message(request: Request, exc: RequestValidationError) -> str:
-    errors = exc.errors()
-    if request.method == "POST" and "json" not in request.headers.get("content-type", "") \
-            and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
-        return "the body must be JSON, sent with Content-Type: application/json"
+def _validation_message(exc: RequestValidationError) -> str:
     parts = []
-    for err in errors[:3]:
+    for err in exc.errors()[:3]:
         if err.get("type") == "json_invalid":
             parts.append(f"malformed JSON: {err.get('ctx', {}).get('error', '')}")
             continue
@@ -289,7 +285,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, _validation_message(request, exc))
+        return _error(422, _validation_message(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
