@@ -3,6 +3,8 @@
 /search must equal `dhash query` on the same codes, /search/image must equal `dhash query --image`;
 bad input gets a 4xx JSON error and the server keeps serving; a reload swaps the index without
 failing requests in flight; the page is driven in headless Chromium (Debian's chromium-driver).
+The same server over a Milvus Lite file (`dhash serve --uri`) must answer as `dhash query --uri`
+(equal distances; equal ids except at ties on the k-th distance).
 """
 from __future__ import annotations
 
