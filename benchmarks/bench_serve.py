@@ -1,16 +1,19 @@
 """Load on `dhash serve`: POST /search by code over loopback, one client, then many concurrent clients.
 
-Builds an index of ``--n`` codes (``bench_search.make_data``: clustered or uniform random), starts
-`dhash serve` on 127.0.0.1 (a free port) in a subprocess, then sends one-code /search requests with
-``k`` from keep-alive HTTP/1.1 connections: ``--single`` requests from 1 client, then ``--requests``
-from ``--clients`` concurrent clients (Python threads, in this process). Each phase stops at its
-request count or after ``--seconds``, whichever comes first. Latency is measured by the client
-(request sent to response read); the server's own timing (``/stats``) is printed beside it.
-Clients and server share the machine's cores.
+Builds an index of ``--n`` codes (``bench_search.make_data``: clustered or uniform random; with
+``--milvus`` a Milvus Lite collection instead), starts `dhash serve` on 127.0.0.1 (a free port) in a
+subprocess, then sends one-code /search requests with ``k`` from keep-alive HTTP/1.1 connections:
+``--single`` requests from 1 client, then ``--requests`` from ``--clients`` concurrent clients
+(Python threads, in this process). Each phase stops at its request count or after ``--seconds``,
+whichever comes first. Latency is measured by the client (request sent to response read); the
+server's own time in the /search handler (``/stats``) is printed below, and the CPU time per
+request of the server process and of the client (where the rest of the time goes when the cores
+are free). Clients and server share the machine's cores.
 
 Examples:
   .venv/bin/python benchmarks/bench_serve.py                       # 1M x 64 bits, 5,000 requests, 16 clients
   .venv/bin/python benchmarks/bench_serve.py --n 100K --requests 1000 --clients 4
+  .venv/bin/python benchmarks/bench_serve.py --n 100K --milvus      # through Milvus Lite
 """
 from __future__ import annotations
 
@@ -49,9 +52,11 @@ def request(conn: http.client.HTTPConnection, path: str, body: bytes | None = No
     return response.status, response.read()
 
 
-def start_server(index: Path, port: int, threads: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", "from dhash.cli.main import main; main()", "serve", str(index),
-                             "--port", str(port), "--threads", str(threads)], stderr=subprocess.PIPE, text=True)
+DHASH = [sys.executable, "-c", "from dhash.cli.main import main; main()"]
+
+
+def start_server(source: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([*DHASH, "serve", *source, "--port", str(port)], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -66,9 +71,21 @@ def start_server(index: Path, port: int, threads: int) -> subprocess.Popen:
     raise SystemExit("server did not start within 300 s")
 
 
-def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: float) -> dict[str, float]:
-    """Send ``total`` requests from ``clients`` threads (stopping after ``seconds``); latency and errors."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: float, server_pid: int) -> dict[str, float]:
+    """Send ``total`` requests from ``clients`` threads (stopping after ``seconds``): latency, the server's
+    time in the handler (each response's ``took_ms``), errors, and the CPU time per request of the
+    server process and of this (client) process."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
+    handler: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     counter = iter(range(total))
     lock = threading.Lock()
@@ -91,18 +108,24 @@ def load(port: int, bodies: list[bytes], clients: int, total: int, seconds: floa
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             latencies[c].append(time.perf_counter() - t0)
             errors[c] += not ok
+            if ok:
+                handler[c].append(json.loads(data)["took_ms"])
         conn.close()
 
     workers = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    t0 = time.perf_counter()
+    server_cpu, client_cpu, t0 = cpu_seconds(server_pid), time.process_time(), time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     wall = time.perf_counter() - t0
+    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
     ms = np.concatenate([np.asarray(x) for x in latencies]) * 1e3
+    took = np.concatenate([np.asarray(x) for x in handler])
     return {"requests": len(ms), "errors": sum(errors), "rps": len(ms) / wall, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "wall": wall}
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "wall": wall,
+            "handler_p50": float(np.percentile(took, 50)), "handler_p99": float(np.percentile(took, 99)),
+            "server_cpu": server_cpu * 1e3 / len(ms), "client_cpu": client_cpu * 1e3 / len(ms)}
 
 
 def main() -> None:
@@ -116,19 +139,29 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1, help="search threads per request (dhash serve --threads)")
     ap.add_argument("--seconds", type=float, default=120, help="time limit per phase")
+    ap.add_argument("--kind", choices=("auto", "linear", "mih"), default="auto", help="index kind (dhash index --kind)")
+    ap.add_argument("--milvus", action="store_true",
+                    help="serve the codes from a Milvus Lite file (dhash export --to milvus; ~9,000 codes/s to export)")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=150)
     db, queries = make_data(args.data, args.n, args.bits, 1000)
     bodies = [json.dumps({"codes": [q.tobytes().hex()], "k": args.k}).encode() for q in queries]
     with tempfile.TemporaryDirectory() as tmp:
-        write_code_file(Path(tmp) / "db.h5", CodeFile(db, args.bits))
-        loaded = index_code_file(Path(tmp) / "db.h5", Path(tmp) / "db.index.h5")
+        codes = CodeFile(db, args.bits, ids=[str(i) for i in range(len(db))] if args.milvus else None)
+        write_code_file(Path(tmp) / "db.h5", codes)
+        if args.milvus:  # in its own process: a Milvus Lite file is open in one process at a time
+            subprocess.run([*DHASH, "export", str(Path(tmp) / "db.h5"), "--to", "milvus", "--uri",
+                            str(Path(tmp) / "codes.db"), "--collection", "bench"], check=True)
+            source, engine = ["--uri", str(Path(tmp) / "codes.db"), "--collection", "bench"], "Milvus Lite"
+        else:
+            kind = index_code_file(Path(tmp) / "db.h5", Path(tmp) / "db.index.h5", args.kind).index.kind
+            source, engine = [str(Path(tmp) / "db.index.h5"), "--threads", str(args.threads)], f"{kind} index"
         port = free_port()
-        proc = start_server(Path(tmp) / "db.index.h5", port, args.threads)
+        proc = start_server(source, port)
         try:
-            load(port, bodies, 1, 50, args.seconds)  # warm-up
-            rows = [("1", load(port, bodies, 1, args.single, args.seconds)),
-                    (str(args.clients), load(port, bodies, args.clients, args.requests, args.seconds))]
+            load(port, bodies, 1, 50, args.seconds, proc.pid)  # warm-up
+            rows = [("1", load(port, bodies, 1, args.single, args.seconds, proc.pid)),
+                    (str(args.clients), load(port, bodies, args.clients, args.requests, args.seconds, proc.pid))]
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             stats = json.loads(request(conn, "/stats")[1])
         finally:
@@ -137,17 +170,17 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     table = Table(title=f"dhash serve, POST /search k={args.k}: {args.n:,} x {args.bits}-bit {args.data} codes, "
-                        f"{loaded.index.kind} index, {stats['kernel']} kernel, --threads {args.threads}")
-    for col in ("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms", "wall s"):
+                        f"{engine}, {stats['kernel'] or 'its own'} kernel, --threads {args.threads}")
+    for col in ("clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms", "wall s",
+                "handler p50 ms", "handler p99 ms", "server CPU ms/req", "client CPU ms/req"):
         table.add_column(col, justify="right")
     for clients, r in rows:
         table.add_row(clients, f"{r['requests']:,}", str(r["errors"]), f"{r['rps']:,.0f}", f"{r['p50']:.2f}",
-                      f"{r['p99']:.2f}", f"{r['max']:.1f}", f"{r['wall']:.1f}")
+                      f"{r['p99']:.2f}", f"{r['max']:.1f}", f"{r['wall']:.1f}", f"{r['handler_p50']:.2f}",
+                      f"{r['handler_p99']:.2f}", f"{r['server_cpu']:.3f}", f"{r['client_cpu']:.3f}")
     console.print(table)
-    server = stats["latency_ms"]["search"]
-    console.print(f"server-side /search time (last {server['n']:,}): p50 {server['p50']:.2f} ms, "
-                  f"p99 {server['p99']:.2f} ms; CPU: {cpu}, {os.cpu_count()} cores (shared: other load on the "
-                  f"machine shows in these numbers)")
+    console.print(f"CPU: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared: other load "
+                  f"on the machine shows in these numbers)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 /search must equal `dhash query` on the same codes, /search/image must equal `dhash query --image`;
 bad input gets a 4xx JSON error and the server keeps serving; a reload swaps the index without
 failing requests in flight; the page is driven in headless Chromium (Debian's chromium-driver).
+The same server over a Milvus Lite file (`dhash serve --uri`) must answer as `dhash query --uri`
+(equal distances; equal ids except at ties on the k-th distance).
 """
 from __future__ import annotations
 
@@ -49,16 +51,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """`dhash serve INDEX ...` in a subprocess; stopped by ``close``."""
+DHASH = [sys.executable, "-c", "from dhash.cli.main import main; main()"]
 
-    def __init__(self, index: Path, *options: str) -> None:
+
+class Server:
+    """`dhash serve ARGS...` in a subprocess (its log beside the first argument, or in ``log_dir``);
+    stopped by ``close``."""
+
+    def __init__(self, *args: str | Path, log_dir: Path | None = None) -> None:
         self.port = free_port()
-        self.log = index.parent / f"serve-{self.port}.log"
+        self.log = (log_dir or Path(args[0]).parent) / f"serve-{self.port}.log"
         with self.log.open("w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from dhash.cli.main import main; main()", "serve", str(index),
-                 "--port", str(self.port), *options], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([*DHASH, "serve", *map(str, args), "--port", str(self.port)],
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
@@ -396,14 +401,24 @@ CHROME_OPTIONS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
-def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_path):
+def chromium(tmp_path: Path) -> webdriver.Chrome:
+    """Headless Chromium (Debian's chromium + chromium-driver) with its profile in ``tmp_path``."""
     options = webdriver.ChromeOptions()
     for flag in CHROME_OPTIONS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     options.add_argument("--window-size=1280,900")
     options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+    return webdriver.Chrome(options=options, service=ChromeService("/usr/bin/chromedriver"))
+
+
+def images_loaded(driver: webdriver.Chrome) -> bool:
+    return all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+               for img in driver.find_elements(By.CSS_SELECTOR, "#grid img"))
+
+
+def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_path):
+    driver = chromium(tmp_path)
     try:
         driver.get(server.url + "/")
         wait = WebDriverWait(driver, 60)
@@ -415,8 +430,7 @@ def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_p
         driver.find_element(By.ID, "label").send_keys("Bag")
         driver.find_element(By.ID, "file").send_keys(str(query))
         tiles = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid figure.result") or None)
-        wait.until(lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
-                                 for img in d.find_elements(By.CSS_SELECTOR, "#grid img")))
+        wait.until(images_loaded)
         assert len(tiles) == K and not driver.find_element(By.ID, "error").is_displayed()
         captions = [t.text for t in tiles]
         assert captions[0].startswith("#1 · d=") and all(f"#{r + 1} · d=" in c for r, c in enumerate(captions))
@@ -432,5 +446,175 @@ def test_page_in_headless_chromium_shows_k_results(server, files, fashion, tmp_p
         wait.until(lambda d: d.find_element(By.ID, "results-title").text.startswith(f"{K} nearest")
                    and d.find_element(By.ID, "query-caption").text != query.name)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#grid figure.result")) == K
+    finally:
+        driver.quit()
+
+
+# --- Milvus backend: `dhash serve --uri FILE --collection NAME` over a real Milvus Lite file -------------
+
+def dhash_process(*args) -> str:
+    """`dhash ARGS` in its own process: a Milvus Lite file is open in one process at a time, so the test
+    process must not open it while the server has it."""
+    done = subprocess.run([*DHASH, *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def rows_by_query(output: str) -> dict[int, list[tuple[int, str, int]]]:
+    out: dict[int, list] = {}
+    for row in json.loads(output):
+        out.setdefault(row["query"], []).append((row["index"], row["id"], row["distance"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def milvus(files):
+    """The database codes exported to a Milvus Lite file; `dhash query --uri` answers taken before the
+    server (which then holds the file) starts."""
+    pytest.importorskip("milvus_lite")
+    uri = files["root"] / "codes.db"
+    dhash_process("export", files["db"], "--to", "milvus", "--uri", uri, "--collection", "lsh16")
+    query = ("query", "--uri", uri, "--collection", "lsh16", "--codes", files["q"], "--format", "json")
+    expected = {"k": rows_by_query(dhash_process(*query, "-k", K)),
+                "radius": rows_by_query(dhash_process(*query, "--first", 20, "--radius", 2))}
+    srv = Server("--uri", uri, "--collection", "lsh16", "--model", files["model"], log_dir=files["root"])
+    yield srv, expected
+    srv.close()
+
+
+def assert_knn_matches(hits: dict, want: list[tuple[int, str, int]], query: np.ndarray, db) -> None:
+    """Equal distances; equal ids below the k-th distance; at it, ids of codes truly at that distance."""
+    got = hits_rows(hits)
+    assert [d for _, _, d in got] == [d for _, _, d in want]
+    kth = want[-1][2]
+    assert [r for r in got if r[2] < kth] == [r for r in want if r[2] < kth]
+    true = np.bitwise_count(np.bitwise_xor(db.codes[hits["indices"]], query)).sum(axis=1)
+    assert true.tolist() == hits["distances"] and len(set(hits["indices"])) == len(hits["indices"])
+    assert hits["ids"] == [db.ids[i] for i in hits["indices"]]
+    assert hits["labels"] == [np.flatnonzero(db.labels[i]).tolist() for i in hits["indices"]]
+
+
+def test_milvus_search_equals_dhash_query_uri(milvus, files):
+    srv, expected = milvus
+    q, db = read_code_file(files["q"]), read_code_file(files["db"])
+    hexes = [c.tobytes().hex() for c in q.codes]
+    status, res = srv.json("POST", "/search", {"codes": hexes, "k": K})
+    assert status == 200 and res["bits"] == 16 and len(res["results"]) == len(q)
+    assert res["classes"][1] == "Trouser"  # class names kept in the collection's description
+    in_memory = query_rows(files["index"], "--codes", files["q"], "-k", K)
+    ties = 0
+    for n, hits in enumerate(res["results"]):
+        assert_knn_matches(hits, expected["k"][n], q.codes[n], db)
+        assert hits["distances"] == [d for _, _, d in in_memory[n]]  # the same as dhash's own index
+        true = np.bitwise_count(np.bitwise_xor(db.codes, q.codes[n])).sum(axis=1)
+        ties += int((true <= hits["distances"][-1]).sum() > K)
+    assert ties > len(q) // 2  # 16-bit codes: most queries tie at the k-th distance, where ids may differ
+    bits = np.unpackbits(q.codes[:20], axis=1, count=16, bitorder="little").tolist()
+    status, res = srv.json("POST", "/search", {"codes": bits, "radius": 2})
+    assert status == 200 and [hits_rows(h) for h in res["results"]] == [expected["radius"].get(n, []) for n in range(20)]
+    assert sum(len(h["indices"]) for h in res["results"]) > 0
+
+
+def test_milvus_image_search_items_stats_and_errors(milvus, files, fashion):
+    srv, _ = milvus
+    db = read_code_file(files["db"])
+    image = png_bytes(fashion.images[fashion.ids.index(db.ids[7])])
+    status, res = srv.json("POST", f"/search/image?k={K}", raw=image, headers={"Content-Type": "image/png"})
+    assert status == 200 and res["code"] == db.codes[7].tobytes().hex()
+    status, by_code = srv.json("POST", "/search", {"codes": [res["code"]], "k": K})
+    assert res["results"] == by_code["results"] and 7 in res["results"][0]["indices"]
+    status, item = srv.json("GET", "/items/random")
+    assert status == 200 and item["id"] == db.ids[item["index"]]
+    assert item["code"] == db.codes[item["index"]].tobytes().hex()
+    assert item["labels"] == np.flatnonzero(db.labels[item["index"]]).tolist()
+    status, ctype, data = srv.call("GET", f"/items/{db.ids[3]}/image")  # the data set named in the collection
+    assert status == 200 and ctype == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), fashion.images[fashion.ids.index(db.ids[3])])
+    for path in ("/items/no-such-id/image", "/items/%2e%2e/%2e%2e/etc/passwd/image", '/items/%22%20or%201/image'):
+        status, ctype, data = srv.call("GET", path)
+        assert status == 404 and b"root:" not in data, (path, status)
+    status, stats = srv.json("GET", "/stats")
+    assert status == 200 and (stats["backend"], stats["collection"], stats["codes"], stats["bits"]) == \
+        ("milvus", "lsh16", 500, 16)
+    assert stats["kernel"] is None and stats["dataset"] == "fashion-mnist" and stats["model"]["bits"] == 16
+    cases = {
+        "wrong length": (srv.json("POST", "/search", {"codes": ["a3f0c1"], "k": 3}), 400, "4 hex digits"),
+        "wrong bits": (srv.json("POST", "/search", {"codes": [[0, 1, 1]], "k": 3}), 400, "16 bits"),
+        "k = 0": (srv.json("POST", "/search", {"codes": ["a3f0"], "k": 0}), 422, "k"),
+        "k < 0": (srv.json("POST", "/search", {"codes": ["a3f0"], "k": -4}), 422, "k"),
+        "k and radius": (srv.json("POST", "/search", {"codes": ["a3f0"], "k": 1, "radius": 1}), 400, "exactly one"),
+        "non-image": (srv.json("POST", "/search/image?k=3", raw=b"text, not an image" * 10,
+                               headers={"Content-Type": "image/png"}), 415, "not an image"),
+    }
+    for name, ((status, body), want, text) in cases.items():
+        assert status == want and text in body["error"], (name, status, body)
+    assert srv.json("GET", "/health") == (200, {"status": "ok", "codes": 500})
+
+
+def test_milvus_lite_file_held_by_the_server_is_one_error_line(milvus, files):
+    done = subprocess.run([*DHASH, "query", "--uri", files["root"] / "codes.db", "--collection", "lsh16",
+                           "--codes", files["q"], "-k", "3"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "open in one process at a time" in done.stderr and "Traceback" not in done.stderr
+    assert milvus[0].json("GET", "/health")[0] == 200
+
+
+def test_milvus_reload_reconnects_without_failing_requests(milvus, files):
+    srv, expected = milvus
+    q = read_code_file(files["q"])
+    payload = {"codes": [c.tobytes().hex() for c in q.codes[:5]], "k": 3}
+    failures, done, stop = [], [], threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            status, res = srv.json("POST", "/search", payload)
+            (done if status == 200 else failures).append(res)
+
+    workers = [threading.Thread(target=hammer) for _ in range(2)]
+    for w in workers:
+        w.start()
+    time.sleep(0.5)
+    status, res = srv.json("POST", "/reload")
+    reloads = res.get("reloads")
+    time.sleep(0.5)
+    stop.set()
+    for w in workers:
+        w.join()
+    assert status == 200 and res["codes"] == 500 and reloads >= 1 and not failures and len(done) > 0
+    assert [[d for d in h["distances"]] for h in done[-1]["results"]] == \
+        [[d for _, _, d in expected["k"][n][:3]] for n in range(5)]
+
+
+def test_serve_milvus_cli_errors(files, tmp_path):
+    for args, text in ((["--uri", tmp_path / "x.db"], "needs both --uri URI and --collection NAME"),
+                       ([files["index"], "--uri", tmp_path / "x.db", "--collection", "c"], "not both"),
+                       (["--uri", tmp_path / "x.db", "--collection", "c", "--watch"], "POST /reload"),
+                       ([], "give an index file, or --uri")):
+        out = dhash("serve", *args, code=2)
+        assert text in out and "Traceback" not in out
+    pytest.importorskip("milvus_lite")
+    done = subprocess.run([*DHASH, "serve", "--uri", tmp_path / "x.db", "--collection", "none",
+                           "--port", str(free_port())], capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("Error: ") and "no collection 'none'" in lines[0]
+
+
+def test_milvus_page_in_headless_chromium_shows_a_random_item_and_k_results(milvus, files, tmp_path):
+    srv, _ = milvus
+    driver = chromium(tmp_path)
+    try:
+        driver.get(srv.url + "/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: "codes of 16 bits · milvus BIN_FLAT index · fashion-mnist" in d.find_element(By.ID, "stats").text)
+        driver.find_element(By.ID, "random").click()
+        wait.until(lambda d: d.find_element(By.ID, "results-title").text.startswith(f"{K} nearest"))
+        wait.until(images_loaded)
+        tiles = driver.find_elements(By.CSS_SELECTOR, "#grid figure.result")
+        assert len(tiles) == K and not driver.find_element(By.ID, "error").is_displayed()
+        assert all("relevant" in t.get_attribute("class") for t in tiles)  # framed: labels came from Milvus
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#grid img")) == K
+        assert driver.execute_script("return document.getElementById('query-image').naturalWidth") > 0
+        driver.save_screenshot(str(tmp_path / "serve-milvus-page.png"))
     finally:
         driver.quit()

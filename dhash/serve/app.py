@@ -1,14 +1,15 @@
 """The ASGI app of ``dhash serve``: the JSON API (OpenAPI at /docs, /openapi.json) and the page at ``/``.
 
-Every error is a JSON object ``{"error": "one line"}`` with a 4xx status, and the server goes on
-serving. Searches and image encoding run in the thread pool (the search core and torch release
-the GIL), so concurrent requests use every core; a small search with no other one running runs on
-the event loop, which saves a thread switch (most of a 1M-code search's time). Each request takes
-the current backend once, so ``POST /reload`` swaps the index without disturbing requests in flight.
+Every error is a JSON object ``{"error": "one line"}`` with a 4xx status (502 when Milvus fails),
+and the server goes on serving. Searches and image encoding run in the thread pool (the search
+core and torch release the GIL), so concurrent requests use every core; a small search of an
+in-memory index with no other one running runs on the event loop, which saves a thread switch
+(most of a 1M-code search's time); a Milvus search, a call to another process, never does. Each
+request takes the current backend once, so ``POST /reload`` swaps it without disturbing requests
+in flight.
 """
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -153,18 +154,11 @@ def parse_codes(codes: Sequence[str | list[int]], bits: int) -> np.ndarray:
         raise DHashError(f"codes: {exc}") from None
 
 
-def _label_lists(labels: np.ndarray | None, rows: np.ndarray) -> list[list[int]] | None:
-    if labels is None:
-        return None
-    return [np.flatnonzero(labels[r]).tolist() for r in rows.tolist()]
-
-
 def _hits(backend: Any, dist: np.ndarray, idx: np.ndarray, truncated: int = 0) -> dict[str, Any]:
     keep = idx >= 0
-    dist, idx = dist[keep], idx[keep]
-    ids = backend.ids
-    return {"ids": None if ids is None else [ids[i] for i in idx.tolist()], "indices": idx.tolist(),
-            "distances": dist.tolist(), "labels": _label_lists(backend.labels, idx), "truncated": truncated}
+    rows = idx[keep].tolist()
+    return {"ids": backend.ids_of(rows), "indices": rows, "distances": dist[keep].tolist(),
+            "labels": backend.labels_of(rows), "truncated": truncated}
 
 
 def run_search(backend: Any, codes: np.ndarray, k: int | None, radius: int | None) -> list[dict[str, Any]]:
@@ -189,15 +183,22 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _validation_message(request: Request, exc: RequestValidationError) -> str:
-    errors = exc.errors()
-    if request.method == "POST" and "json" not in request.headers.get("content-type", "") \
-            and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
-        return "the body must be JSON, sent with Content-Type: application/json"
+def search_request(body: bytes, content_type: str) -> SearchRequest:
+    """The body of ``POST /search``, parsed and validated in one pass (pydantic's JSON parser): the
+    lean path of the most frequent request, without FastAPI's per-request dependency solving."""
+    if "json" not in content_type:
+        raise RequestError(422, "the body must be JSON, sent with Content-Type: application/json")
+    try:
+        return SearchRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+def _validation_message(exc: RequestValidationError) -> str:
     parts = []
-    for err in errors[:3]:
+    for err in exc.errors()[:3]:
         if err.get("type") == "json_invalid":
-            parts.append(f"malformed JSON at character {err['loc'][-1]}: {err.get('ctx', {}).get('error', '')}")
+            parts.append(f"malformed JSON: {err.get('ctx', {}).get('error', '')}")
             continue
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
@@ -284,7 +285,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, _validation_message(request, exc))
+        return _error(422, _validation_message(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -303,15 +304,17 @@ def create_app(service: Service) -> FastAPI:
 
     offloaded = 0  # searches now running in the thread pool
 
-    @app.post("/search", response_model=SearchResponse, summary="Search by codes")
-    async def search(req: SearchRequest) -> JSONResponse:
+    @app.post("/search", response_model=SearchResponse, summary="Search by codes", openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": SearchRequest.model_json_schema()}}}})
+    async def search(request: Request) -> JSONResponse:
         """The k nearest database codes (or all within ``radius``) of each query code, nearest first,
         ties by index."""
         nonlocal offloaded
         started = time.perf_counter()
+        req = search_request(await request.body(), request.headers.get("content-type", ""))
         backend = service.backends.current
         codes = parse_codes(req.codes, backend.bits)
-        if offloaded == 0 and len(codes) <= INLINE_QUERIES:  # alone: skip the hop to a pool thread
+        if offloaded == 0 and len(codes) <= INLINE_QUERIES and not backend.blocking:  # alone: no hop to a pool thread
             results = run_search(backend, codes, req.k, req.radius)
         else:  # others are searching: run beside them on another core
             offloaded += 1
@@ -348,13 +351,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/items/random", summary="A random database item")
     def random_item() -> dict[str, Any]:
         """A database item drawn at random: its index, id, labels and code (hex), to search with."""
-        backend = service.backends.current
-        if backend.ntotal == 0:
-            raise ItemNotFound("the index is empty")
-        row = random.randrange(backend.ntotal)
-        return {"index": row, "id": None if backend.ids is None else backend.ids[row],
-                "labels": None if backend.labels is None else np.flatnonzero(backend.labels[row]).tolist(),
-                "code": backend.code(row).tobytes().hex()}
+        return service.backends.current.random_item()
 
     @app.get("/items/{item_id:path}/image", summary="A database image", response_class=Response,
              responses={200: {"content": {"image/png": {}}}})

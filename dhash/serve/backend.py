@@ -1,12 +1,15 @@
 """Search backends behind the service, and the reloadable holder that swaps them without dropping requests.
 
-A backend is any object with the attributes and methods of :class:`IndexBackend` (``bits``,
-``ntotal``, ``ids``, ``labels``, ``classes``, ``dataset``, ``describe()``, ``search``,
-``range_search``, ``code``); adding another engine (e.g. Milvus) is one such class.
+A backend has ``name``, ``bits``, ``ntotal``, ``classes`` (names), ``dataset`` (where its images
+are, or None), ``blocking`` (whether a search waits on another process, so it must not run on the
+event loop), ``describe()``, ``search``, ``range_search``, ``ids_of``, ``labels_of``, ``has_item``
+and ``random_item``: :class:`IndexBackend` (a dhash index in memory) and :class:`MilvusBackend`
+(a collection from ``dhash export --to milvus``).
 """
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -18,13 +21,20 @@ import numpy as np
 from ..errors import DHashError
 from ..search.index import selected_kernel
 from ..search.index_file import load_index
+from .items import ItemNotFound
+from .uploads import RequestError
+
+RETIRE_AFTER_S = 60.0  # a replaced backend is closed this long after the swap (requests in flight finish)
 
 
 class IndexBackend:
     """A dhash index file loaded into memory (linear scan or MIH), searched by the compiled core."""
 
+    blocking = False
+
     def __init__(self, path: str | os.PathLike, threads: int | None = 1, kernel: str | None = None) -> None:
         self.path = Path(path)
+        self.name = str(self.path)
         self.mtime = self.path.stat().st_mtime if self.path.exists() else 0.0
         loaded = load_index(self.path)
         self.index, self.ids, self.labels, self.attrs = loaded.index, loaded.ids, loaded.labels, loaded.attrs
@@ -39,7 +49,7 @@ class IndexBackend:
 
     def describe(self) -> dict[str, Any]:
         """What /stats shows about the backend."""
-        return {"backend": "index", "path": str(self.path), "kind": self.index.kind, "codes": self.ntotal,
+        return {"backend": "index", "path": self.name, "kind": self.index.kind, "codes": self.ntotal,
                 "bits": self.bits, "kernel": self.kernel_name, "dataset": self.dataset, "classes": self.classes}
 
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +60,96 @@ class IndexBackend:
         """Every code within ``radius``: ``(lims, distances, indices)``."""
         return self.index.range_search(codes, radius, self.threads, self.kernel)
 
-    def code(self, row: int) -> np.ndarray:
-        """The packed code of database row ``row``."""
-        return self._codes[row]
+    def ids_of(self, rows: list[int]) -> list[str] | None:
+        """The ids of database rows (None when the index has no ids)."""
+        return None if self.ids is None else [self.ids[r] for r in rows]
+
+    def labels_of(self, rows: list[int]) -> list[list[int]] | None:
+        """The class indices of database rows (None when the index has no labels)."""
+        return None if self.labels is None else [np.flatnonzero(self.labels[r]).tolist() for r in rows]
+
+    def has_item(self, id_: str) -> bool:
+        return id_ in self.row
+
+    def random_item(self) -> dict[str, Any]:
+        """A database item drawn at random: index, id, labels and code (hex)."""
+        if self.ntotal == 0:
+            raise ItemNotFound("the index is empty")
+        row = random.randrange(self.ntotal)
+        labels = self.labels_of([row])
+        return {"index": row, "id": None if self.ids is None else self.ids[row],
+                "labels": None if labels is None else labels[0], "code": self._codes[row].tobytes().hex()}
+
+
+class MilvusBackend:
+    """A collection written by ``dhash export --to milvus``, searched by Milvus (a Lite file or a server).
+
+    Ids and labels come with each search's hits; class names and the image data set from the
+    collection's description (collections exported before they were kept there show class numbers
+    and serve no images). ``ntotal`` is the count when the collection was opened (again at reload).
+    A failure of Milvus itself is a 502.
+    """
+
+    blocking = True  # every search is a call to Milvus: it waits in a pool thread, not on the event loop
+
+    def __init__(self, uri: str, collection: str, token: str | None = None) -> None:
+        from ..search.backends.milvus import MilvusIndex
+
+        self.uri, self.collection = uri, collection
+        self.name = f"{uri} (collection {collection})"
+        self.index = MilvusIndex(uri, collection, token)
+        self.bits, self.ntotal = self.index.bits, self.index.ntotal
+        meta = self.index.meta
+        n_classes = int(meta.get("classes", 0))
+        self.classes = [str(c) for c in meta.get("class_names") or range(n_classes)]
+        self.has_labels = n_classes > 0
+        self.dataset: str | None = meta.get("dataset")
+
+    def describe(self) -> dict[str, Any]:
+        """What /stats shows about the backend."""
+        return {"backend": "milvus", "uri": self.uri, "collection": self.collection, "kind": "milvus BIN_FLAT",
+                "codes": self.ntotal, "bits": self.bits, "kernel": None, "dataset": self.dataset,
+                "classes": self.classes}
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from ..search.backends.milvus import MilvusFailure
+
+        try:
+            return fn(*args)
+        except MilvusFailure as exc:
+            raise RequestError(502, str(exc)) from None
+
+    def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k-NN by Milvus (BIN_FLAT): rows ordered by (distance, row), padded with -1."""
+        return self._call(self.index.search, codes, k)
+
+    def range_search(self, codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every code within ``radius`` (at most 16,384 per query, Milvus' limit)."""
+        return self._call(self.index.range_search, codes, radius)
+
+    def ids_of(self, rows: list[int]) -> list[str]:
+        """The ids of rows returned by searches (every row comes back with its id)."""
+        return [self.index.ids[r] for r in rows]
+
+    def labels_of(self, rows: list[int]) -> list[list[int]] | None:
+        return [self.index.row_labels[r] for r in rows] if self.has_labels else None
+
+    def has_item(self, id_: str) -> bool:
+        return self._call(self.index.has_id, id_)
+
+    def random_item(self) -> dict[str, Any]:
+        """A row drawn at random from 0..ntotal-1 (export numbers the rows so), fetched from Milvus."""
+        if self.ntotal == 0:
+            raise ItemNotFound("the collection is empty")
+        row = random.randrange(self.ntotal)
+        found = self._call(self.index.item, row)
+        if found is None:
+            raise ItemNotFound(f"row {row}: not in collection {self.collection!r} (rows deleted?)")
+        id_, labels, code = found
+        return {"index": row, "id": id_, "labels": labels if self.has_labels else None, "code": code.hex()}
+
+    def close(self) -> None:
+        self.index.close()
 
 
 class Reloadable:
@@ -76,9 +173,13 @@ class Reloadable:
         with self._lock:
             backend = self._open()
             self._check(backend)
-            self.current = backend  # one reference assignment: atomic for every reader
+            old, self.current = self.current, backend  # one reference assignment: atomic for every reader
             self.reloads, self.loaded_at = self.reloads + 1, time.time()
-            return backend
+        if hasattr(old, "close"):  # a connection: closed later, when the requests that took it are done
+            timer = threading.Timer(RETIRE_AFTER_S, old.close)
+            timer.daemon = True
+            timer.start()
+        return backend
 
     def changed(self) -> bool:
         """Whether the backend's file changed since it was loaded (or since the last failed reload)."""
@@ -97,7 +198,7 @@ def check_bits(expected: int | None) -> Callable[[Any], None]:
     """A ``Reloadable`` check that the backend holds codes of the model's length."""
     def check(backend: Any) -> None:
         if expected is not None and backend.bits != expected:
-            raise DHashError(f"{backend.describe().get('path', 'backend')}: holds {backend.bits}-bit codes but "
+            raise DHashError(f"{backend.name}: holds {backend.bits}-bit codes but "
                              f"the model gives {expected}-bit codes")
     return check
 

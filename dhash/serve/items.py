@@ -41,7 +41,7 @@ class ItemImages:
 
     def image(self, backend: Any, id_: str) -> Image.Image:
         """The image of database item ``id_`` of ``backend``; ``ItemNotFound`` when there is none."""
-        if id_ not in backend.row:
+        if not backend.has_item(id_):
             raise ItemNotFound(f"{id_}: no such item in the index")
         dataset = backend.dataset
         if dataset is None or str(dataset).lower().endswith((".h5", ".hdf5")):

@@ -8,7 +8,8 @@ multi-hot labels as ``",2,7,"``, for filtered search with ``labels like "%,2,%"`
 made Milvus Lite's inserts 20 times slower). The vector index is ``BIN_FLAT`` with the
 ``HAMMING`` metric — an exact scan, the same distances as dhash's own search; ties at the k-th
 distance may be broken differently (results are re-ordered by (distance, row) per query). The
-collection's description holds ``{"dhash": 1, "bits": B, "classes": C}``.
+collection's description holds ``{"dhash": 1, "bits": B, "classes": C}`` and, where the code file
+has them, ``"class_names"`` and ``"dataset"`` (where its images are: for ``dhash serve``).
 
 ``uri`` is a local file path (Milvus Lite, embedded: nothing to start) or ``http://HOST:PORT``
 of a Milvus server or cluster (its proxy), with ``token`` for one that has authentication.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +35,10 @@ MAX_RESULTS = 16384  # Milvus' topk limit
 QUERY_BATCH = 256
 INSERT_BATCH = 10_000
 MAX_ID_LENGTH = 65_535
+
+
+class MilvusFailure(DHashError):
+    """Milvus could not be reached or failed to answer (the request itself was valid)."""
 
 
 def _pymilvus() -> Any:
@@ -52,14 +58,25 @@ def connect(uri: str, token: str | None = None, timeout: float = 10.0) -> Any:
         if os.path.isdir(uri):
             raise DHashError(f"{uri}: is a folder; a Milvus Lite URI is a file path such as codes.db")
         try:
-            import milvus_lite  # noqa: F401  (pymilvus starts it for a file URI)
+            with warnings.catch_warnings():  # its pkg_resources deprecation notice, on every command
+                warnings.simplefilter("ignore", UserWarning)
+                import milvus_lite  # noqa: F401  (pymilvus starts it for a file URI)
         except ImportError:
             raise DHashError(f"{uri}: Milvus Lite is not installed: pip install 'dhash[milvus]'") from None
         uri = os.path.abspath(uri)
+    root = logging.getLogger()  # Milvus Lite logs its start-up failures there: they become the one line below
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    root.addFilter(drop)
     try:
         return pymilvus.MilvusClient(uri=uri, token=token or "", timeout=timeout)
     except Exception as exc:  # pymilvus raises MilvusException and grpc errors
-        raise DHashError(f"{uri}: cannot reach Milvus ({_message(exc)})") from None
+        busy = "" if remote else "; a Milvus Lite file is open in one process at a time: is another using it?"
+        raise MilvusFailure(f"{uri}: cannot reach Milvus ({_message(exc)}{busy})") from None
+    finally:
+        root.removeFilter(drop)
 
 
 def _message(exc: BaseException) -> str:
@@ -90,12 +107,23 @@ def _count(client: Any, collection: str) -> int:
     return int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
 
-def _create(client: Any, collection: str, bits: int, classes: int) -> None:
+def _description(data: CodeFile, classes: int) -> str:
+    """The collection's description: dhash metadata, with the class names and data set when known."""
+    meta: dict[str, Any] = {"dhash": META_FORMAT, "bits": data.bits, "classes": classes}
+    names = data.attrs.get("classes")
+    if names is not None and len(names) == classes:
+        meta["class_names"] = [str(c) for c in names]
+    if data.attrs.get("dataset") is not None:
+        meta["dataset"] = str(data.attrs["dataset"])
+    return json.dumps(meta)
+
+
+def _create(client: Any, collection: str, data: CodeFile, classes: int) -> None:
     pymilvus = _pymilvus()
     DataType = pymilvus.DataType
+    bits = data.bits
     schema = pymilvus.MilvusClient.create_schema(
-        auto_id=False, enable_dynamic_field=False,
-        description=json.dumps({"dhash": META_FORMAT, "bits": bits, "classes": classes}))
+        auto_id=False, enable_dynamic_field=False, description=_description(data, classes))
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
     schema.add_field("row", DataType.INT64)
     schema.add_field("code", DataType.BINARY_VECTOR, dim=8 * ((bits + 7) // 8))
@@ -123,6 +151,11 @@ def _label_text(multi_hot: np.ndarray | None) -> str:
     """The ``labels`` field: the classes set in one multi-hot row, as ``",2,7,"`` (``","`` for none)."""
     classes = [] if multi_hot is None else np.flatnonzero(multi_hot).tolist()
     return ",".join(["", *map(str, classes), ""])
+
+
+def _label_list(text: str) -> list[int]:
+    """The classes of a ``labels`` field (``",2,7,"`` → ``[2, 7]``)."""
+    return [int(c) for c in text.split(",") if c]
 
 
 def _batches(n: int, size: int, label: str, progress: bool) -> Iterator[tuple[int, int]]:
@@ -171,7 +204,7 @@ def export_milvus(data: CodeFile, uri: str, collection: str, mode: str = "create
                                  f"has {meta.get('classes', 0)}")
             next_row = _count(client, collection)
         else:
-            _create(client, collection, data.bits, classes)
+            _create(client, collection, data, classes)
             next_row = 0
         inserted = 0
         for start, stop in _batches(len(data), batch, f"exporting to {collection}", progress):
@@ -200,7 +233,8 @@ def export_milvus(data: CodeFile, uri: str, collection: str, mode: str = "create
 class MilvusIndex:
     """A dhash collection in Milvus, searched like :class:`dhash.search.index.LinearIndex`.
 
-    ``ids`` maps the rows returned by searches so far to their ids (the primary keys).
+    ``ids`` and ``row_labels`` map the rows returned by searches so far to their ids (the primary
+    keys) and class lists; ``meta`` is the collection's dhash metadata.
     """
 
     kind = "milvus"
@@ -209,8 +243,8 @@ class MilvusIndex:
         self.uri, self.collection = uri, collection
         self._client = connect(uri, token)
         try:
-            meta = _meta(self._client, uri, collection)
-            self.bits = meta["bits"]
+            self.meta = _meta(self._client, uri, collection)
+            self.bits = self.meta["bits"]
             self._client.load_collection(collection)
             self._ntotal = _count(self._client, collection)
         except DHashError:
@@ -220,6 +254,7 @@ class MilvusIndex:
             self._client.close()
             raise DHashError(f"{uri}: Milvus error on collection {collection!r} ({_message(exc)})") from None
         self.ids: dict[int, str] = {}
+        self.row_labels: dict[int, list[int]] = {}
         self.attrs = {"source": f"{uri}#{collection}", "kind": "milvus", "bits": self.bits}
 
     @property
@@ -247,14 +282,36 @@ class MilvusIndex:
             for s in range(0, len(queries), QUERY_BATCH):
                 hits.extend(self._client.search(
                     self.collection, data=[q.tobytes() for q in queries[s:s + QUERY_BATCH]], limit=limit,
-                    anns_field="code", filter=flt, output_fields=["row"],
+                    anns_field="code", filter=flt, output_fields=["row", "labels"],
                     search_params={"metric_type": "HAMMING", "params": params}))
         except Exception as exc:
-            raise DHashError(f"{self.uri}: Milvus search of {self.collection!r} failed ({_message(exc)})") from None
+            raise MilvusFailure(f"{self.uri}: Milvus search of {self.collection!r} failed ({_message(exc)})") from None
         for row in hits:
             for h in row:
-                self.ids[int(h["entity"]["row"])] = str(h["id"])
+                r = int(h["entity"]["row"])
+                self.ids[r] = str(h["id"])
+                self.row_labels[r] = _label_list(h["entity"]["labels"])
         return hits
+
+    def _query(self, flt: str, fields: list[str], ids: list[str] | None = None) -> list[dict]:
+        try:
+            if ids is not None:  # by primary key: no expression to escape
+                return self._client.get(self.collection, ids=ids, output_fields=fields)
+            return self._client.query(self.collection, filter=flt, output_fields=fields)
+        except Exception as exc:
+            raise MilvusFailure(f"{self.uri}: Milvus query of {self.collection!r} failed ({_message(exc)})") from None
+
+    def item(self, row: int) -> tuple[str, list[int], bytes] | None:
+        """``(id, classes, packed code)`` of the code at ``row``, None if there is none."""
+        found = self._query(f"row == {int(row)}", ["id", "labels", "code"])
+        if not found:
+            return None
+        code = found[0]["code"]
+        return str(found[0]["id"]), _label_list(found[0]["labels"]), bytes(code[0] if isinstance(code, list) else code)
+
+    def has_id(self, id_: str) -> bool:
+        """Whether the collection holds a code with this id."""
+        return bool(self._query("", ["row"], ids=[id_]))
 
     def search(self, queries: np.ndarray, k: int, threads: int | None = None, kernel: str | None = None,
                label: int | None = None) -> tuple[np.ndarray, np.ndarray]:

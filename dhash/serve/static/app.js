@@ -99,7 +99,7 @@ async function start() {
     classes = stats.classes || [];
     canEncode = stats.model !== null;
     $("stats").textContent = `${stats.codes.toLocaleString()} codes of ${stats.bits} bits · ${stats.kind} index · ` +
-      `${stats.kernel} kernel · ${stats.dataset ?? "no image data set"} · ` +
+      (stats.kernel ? `${stats.kernel} kernel · ` : "") + `${stats.dataset ?? "no image data set"} · ` +
       (canEncode ? `model ${stats.model.method}` : "no model: search by random item only");
     classes.forEach((name, c) => $("label").append(new Option(name, String(c))));
   } catch (err) {
