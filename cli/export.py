@@ -19,7 +19,7 @@ Examples:
 \b
 faiss: flat is exact, multihash and hnsw are approximate (see README). The side file keeps the ids,
 labels and provenance; `dhash query db.faiss --codes q.h5 -k 10` searches the pair.
-Milvus: the code file's ids become primary keys (required), its labels an ARRAY field for filtered
+Milvus: the code file's ids become primary keys (required), its labels a VARCHAR field (",c,") for filtered
 search. --append skips ids already in the collection, so rerunning an interrupted export with
 --append completes it without duplicates.
 """
