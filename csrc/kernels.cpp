@@ -13,7 +13,7 @@ namespace dhash {
 const std::vector<const Kernel*>& compiled_kernels() {
     static const std::vector<const Kernel*> all = {
 #if defined(__x86_64__)
-        &kPortableBaseline, &kPortable, &kAvx2, &kAvx512,
+        &kPortableBaseline, &kPortable, &kAvx2, &kAvx2Lut, &kAvx512,
 #else
         &kPortable,
 #endif
@@ -58,18 +58,19 @@ double probe_seconds(const Kernel& kern, const CodeStore& db, const std::vector<
     return best;
 }
 
-// The fastest supported kernel for `words`-word codes on 16K random codes x 32 queries (the
+// The fastest supported kernel for `words`-word codes on 64K random codes x 64 queries (enough
+// queries that kernels which prepare each database block, avx2-lut, show their batch speed; the
 // x86-64 baseline build, without POPCNT, never competes).
 const Kernel& probe(int words) {
     std::vector<const Kernel*> cands;
     for (const Kernel* k : compiled_kernels())
 #if defined(__x86_64__)
-        if (k->supported() && k != &kPortableBaseline) cands.push_back(k);
+        if (k->supported() && words <= k->own_words && k != &kPortableBaseline) cands.push_back(k);
 #else
-        if (k->supported()) cands.push_back(k);
+        if (k->supported() && words <= k->own_words) cands.push_back(k);
 #endif
     if (cands.size() == 1) return *cands[0];
-    const size_t n = 16384, nq = 32, width = size_t(words) * 8;
+    const size_t n = 65536, nq = 64, width = size_t(words) * 8;
     uint64_t x = 0x9E3779B97F4A7C15ULL;  // xorshift64
     std::vector<uint8_t> bytes((n + nq) * width);
     for (auto& b : bytes) {
