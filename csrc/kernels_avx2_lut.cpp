@@ -3,7 +3,7 @@
 // tables per code byte, popcount(nibble ^ query nibble), so one VPSHUFB looks up the distance
 // contribution of a nibble of 32 codes at once (no XOR, no per-code horizontal sum): per query
 // and code byte two VPSHUFB and two byte adds, shared by the 32 codes; the nibble split of a
-// code byte is shared by a tile of 8 queries. Byte sums hold distances up to 192 bits. Wider
+// code byte is shared by a tile of 6 queries. Byte sums hold distances up to 192 bits. Wider
 // codes, small query batches (slicing a block costs about as much as scanning it for a few
 // queries), all-pairs distances and MIH bucket filters use the avx2 kernel.
 #if defined(__x86_64__)
@@ -23,7 +23,7 @@ constexpr int kChunk = 32;                 // codes per sliced chunk: one byte o
 constexpr int kMaxLutBits = 192;           // byte sums of 24 code bytes stay below 256
 constexpr size_t kMinQueries = 16;         // fewer queries per call: the avx2 kernel
 constexpr size_t kBlockBytes = 256 * 1024; // sliced block kept in L2 while the queries reuse it
-constexpr int kTile = 6;                   // queries sharing each loaded code byte (8 spill registers)
+constexpr int kTile = 6;                   // queries sharing each loaded code byte (with 8 GCC spills registers)
 
 // Transpose an 8 x 8 byte matrix held as 8 rows of uint64 (byte j of r[i] -> byte i of r[j]).
 static inline void transpose8(uint64_t* r) {
