@@ -69,7 +69,7 @@ double probe_seconds(const Kernel& kern, const CodeStore& db, const std::vector<
     return best;
 }
 
-// The fastest supported kernel for `words`-word codes on 64K random codes x 64 queries (enough
+// The fastest supported kernel for `words`-word codes on 64K random codes x 128 queries (enough
 // queries that kernels which prepare each database block, avx2-lut, show their batch speed; the
 // x86-64 baseline build, without POPCNT, never competes).
 const Kernel& probe(int words) {
@@ -81,7 +81,7 @@ const Kernel& probe(int words) {
         if (k->supported() && words <= k->own_words) cands.push_back(k);
 #endif
     if (cands.size() == 1) return *cands[0];
-    const size_t n = 65536, nq = 64, width = size_t(words) * 8;
+    const size_t n = 65536, nq = 128, width = size_t(words) * 8;
     uint64_t x = 0x9E3779B97F4A7C15ULL;  // xorshift64
     std::vector<uint8_t> bytes((n + nq) * width);
     for (auto& b : bytes) {
