@@ -23,7 +23,7 @@ constexpr int kChunk = 32;                 // codes per sliced chunk: one byte o
 constexpr int kMaxLutBits = 192;           // byte sums of 24 code bytes stay below 256
 constexpr size_t kMinQueries = 16;         // fewer queries per call: the avx2 kernel
 constexpr size_t kBlockBytes = 256 * 1024; // sliced block kept in L2 while the queries reuse it
-constexpr int kTile = 6;                   // queries sharing each loaded code byte (with 8 GCC spills registers)
+constexpr int kTile = 6;                   // queries sharing each loaded code byte (at 8, GCC spills registers)
 
 // Transpose an 8 x 8 byte matrix held as 8 rows of uint64 (byte j of r[i] -> byte i of r[j]).
 static inline void transpose8(uint64_t* r) {
