@@ -19,9 +19,16 @@ Milvus Lite runs in its own server process with its own threads: --threads does 
 ``--kernels all`` (or a list of kernel names) times the dhash methods once per kernel, side by side
 (rows ``dhash-linear:popcnt``, ...); by default they use the kernel dhash chooses (printed first).
 
+``--end-to-end`` times ``dhash query`` instead (a child process, as a user runs it: start-up, reading
+the index and query files, searching, CSV formatting and writing included) against the search alone
+(``LinearIndex.search`` on the loaded index, same queries, k and threads) for the first --n, --bits,
+--k, --threads and --data, and prints the ratio of the two speeds (wall clock and CPU time; best of
+--repeat, the two alternating so that a shared machine's load hits both alike).
+
 Examples:
   .venv/bin/python benchmarks/bench_search.py --quick --kernels all
   .venv/bin/python benchmarks/bench_search.py --n 10M --bits 64 --k 10 --threads 2 --data uniform
+  .venv/bin/python benchmarks/bench_search.py --end-to-end --n 1M --bits 64 --k 10 --threads 1 --queries 20000
   .venv/bin/python benchmarks/bench_search.py            # the full grid (long: hours on 2 cores)
 """
 from __future__ import annotations
@@ -30,8 +37,10 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -170,6 +179,60 @@ def timed(run, q: np.ndarray, repeat: int, budget: float, min_queries: int = 20)
     return {"queries": nq, "wall": wall, "cpu": cpu, "result": result}
 
 
+def end_to_end(args: argparse.Namespace, console: Console, out: Path) -> None:
+    """``dhash query`` (CSV to a file) against the search alone; prints and writes the ratio."""
+    from dhash.search.codes import CodeFile, write_code_file
+    from dhash.search.index_file import index_code_file, load_index
+
+    n, bits, k, threads, data = parse_n(args.n[0]), args.bits[0], args.k[0], args.threads[0], args.data[0]
+    work = Path(tempfile.mkdtemp(prefix="bench_query-"))
+    try:
+        db, queries = make_data(data, n, bits, args.queries)
+        write_code_file(work / "db.h5", CodeFile(db, bits))
+        write_code_file(work / "queries.h5", CodeFile(queries, bits))
+        index_code_file(work / "db.h5", work / "db.index.h5", kind="linear")
+        index = load_index(work / "db.index.h5").index
+        kernel = args.kernels[0] if args.kernels not in (["auto"], ["all"]) else None
+        env = {**os.environ, **({"DHASH_KERNEL": kernel} if kernel else {})}
+        cmd = [str(Path(sys.executable).parent / "dhash"), "query", str(work / "db.index.h5"), "--codes",
+               str(work / "queries.h5"), "-k", str(k), "--threads", str(threads), "-o", str(work / "out.csv")]
+        index.search(queries[:64], k, threads=threads, kernel=kernel)  # the kernel probe, once
+        best = {"search": [np.inf, np.inf], "dhash query": [np.inf, np.inf]}
+        for _ in range(args.repeat):
+            t, c = time.perf_counter(), time.process_time()
+            index.search(queries, k, threads=threads, kernel=kernel)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            best["search"] = [min(best["search"][0], wall), min(best["search"][1], cpu)]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, capture_output=True)
+            wall, after = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            best["dhash query"] = [min(best["dhash query"][0], wall), min(best["dhash query"][1], cpu)]
+    finally:
+        shutil.rmtree(work)
+    chosen = kernel or selected_kernel(bits=bits)
+    table = Table(title=f"dhash query end to end: N={n:,} × {bits} bits, {len(queries):,} {data} queries, k={k}, "
+                        f"{threads} thread(s), kernel {chosen}, CSV to a file (load average {os.getloadavg()[0]:.1f})")
+    for col in ("what", "wall s", "q/s", "cpu s", "q/s cpu"):
+        table.add_column(col, justify="left" if col == "what" else "right")
+    rows = []
+    for what, (wall, cpu) in best.items():
+        table.add_row(what, f"{wall:.2f}", f"{len(queries) / wall:,.0f}", f"{cpu:.2f}", f"{len(queries) / cpu:,.0f}")
+        rows.append({"n": n, "bits": bits, "data": data, "threads": threads, "k": k, "queries": len(queries),
+                     "kernel": chosen, "what": what, "wall_s": wall, "cpu_s": cpu})
+    console.print(table)
+    wall_ratio = best["search"][0] / best["dhash query"][0]
+    cpu_ratio = best["search"][1] / best["dhash query"][1]
+    console.print(f"dhash query runs at {wall_ratio:.0%} of the search's speed (wall clock; CPU time: "
+                  f"{cpu_ratio:.0%})", highlight=False)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    console.print(f"wrote {out}", highlight=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", nargs="+", default=["1M", "10M"], help="database sizes (1M, 10M, 250K, ...)")
@@ -186,6 +249,8 @@ def main() -> None:
     ap.add_argument("--faiss-nflip", type=int, default=2, help="bit flips probed by faiss IndexBinaryMultiHash")
     ap.add_argument("--quick", action="store_true",
                     help="only the README's target cells: 1M x 64 bits, k 10 and 1000, 1 thread, both data kinds")
+    ap.add_argument("--end-to-end", action="store_true",
+                    help="time `dhash query` (CSV to a file) against the search alone; see above")
     ap.add_argument("-o", "--output", type=Path, help="CSV file [default: benchmarks/results/bench_search-<time>.csv]")
     args = ap.parse_args()
     if args.quick:
@@ -194,6 +259,10 @@ def main() -> None:
     console = Console(width=150)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.output or RESULTS / f"bench_search-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+    if args.end_to_end:
+        console.print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average at start "
+                      f"{os.getloadavg()[0]:.1f}", highlight=False)
+        return end_to_end(args, console, out)
     kernels = available_kernels() if args.kernels == ["all"] else [] if args.kernels == ["auto"] else args.kernels
     chosen = ", ".join(f"{b} bits: {selected_kernel(bits=b)}" for b in args.bits)
     machine = f"{cpu_model()}, {os.cpu_count()} cores"

@@ -91,15 +91,16 @@ def plain_text(*renderables: Any, width: int) -> str:
     return out.file.getvalue()
 
 
-def emit(text: str, output: Path | None, inputs: Sequence[str | Path], note: str) -> None:
-    """Print ``text``, or write it atomically to ``output`` and say so (``note`` on stderr)."""
+def emit(text: str | bytes, output: Path | None, inputs: Sequence[str | Path], note: str) -> None:
+    """Print ``text`` (bytes: UTF-8 already), or write it atomically to ``output`` and say so (``note``
+    on stderr)."""
     from dhash.atomic import atomic_path
 
     if output is None:
         click.echo(text, nl=False)
         return
     with atomic_path(output, [str(p) for p in inputs]) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
     Console(stderr=True).print(f"[green]wrote[/] {output}{note}", highlight=False, soft_wrap=True)
 
 

@@ -6,13 +6,14 @@ from functools import partial
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 
-from dhash.cli.options import (csv_text, data_dir_option, device_option, emit, format_option, model_option,
+from dhash.cli.options import (data_dir_option, device_option, emit, format_option, model_option,
                                output_format, output_option, plain_text, threads_option)
 from dhash.search.codes import CodeFile
 from dhash.search.index import KERNELS
-from dhash.search.results import result_records
+from dhash.search.results import result_csv, result_records
 
 EPILOG = """
 \b
@@ -52,12 +53,14 @@ def _load_queries(codes: Path | None, images: tuple[str, ...], model: Path | Non
     return (q if codes is not None else CodeFile(q_codes, q_bits, ids=list(images))), inputs
 
 
-def _render(rows: list[dict], fmt: str, has_ids: bool, title: str) -> str:
-    keys = ["query", "rank", "index"] + (["id"] if has_ids else []) + ["distance"]
+def _render(dist: np.ndarray, idx: np.ndarray, lims: np.ndarray | None, ids: list[str] | None, fmt: str,
+            title: str) -> str | bytes:
+    if fmt == "csv":  # formatted by NumPy: no Python object per result row
+        return result_csv(dist, idx, lims, ids)
+    rows = result_records(dist, idx, lims, ids)
+    keys = ["query", "rank", "index"] + (["id"] if ids is not None else []) + ["distance"]
     if fmt == "json":
         return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
-    if fmt == "csv":
-        return csv_text(rows, keys)
     from rich.table import Table
 
     table = Table(title=title)
@@ -135,11 +138,9 @@ def query(index_path: Path | None, uri: str | None, collection: str | None, toke
     lims = None
     if k is not None:
         dist, idx = knn(q, k)
-        rows = result_records(dist, idx, None, loaded.ids)
         title = f"{k} nearest of {ix.ntotal:,} codes"
     else:
         lims, dist, idx = within(q, radius)
-        rows = result_records(dist, idx, lims, loaded.ids)
         title = f"codes within distance {radius} ({ix.ntotal:,} codes)"
     if grid is not None:
         grid_idx = idx if lims is None else [idx[a:b][:10] for a, b in zip(lims[:-1], lims[1:])]
@@ -149,5 +150,5 @@ def query(index_path: Path | None, uri: str | None, collection: str | None, toke
         query_grid(grid, qfile, loaded, grid_idx, lambda dataset, ids: images_by_id(dataset, ids, data_dir),
                    query_files=codes is None)
         Console(stderr=True).print(f"[green]wrote[/] {grid}", highlight=False)
-    emit(_render(rows, fmt, loaded.ids is not None, title), output, inputs,
-         f": {len(rows):,} results for {len(q):,} queries")
+    results = int(np.count_nonzero(np.asarray(idx) >= 0))
+    emit(_render(dist, idx, lims, loaded.ids, fmt, title), output, inputs, f": {results:,} results for {len(q):,} queries")

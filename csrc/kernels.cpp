@@ -3,6 +3,7 @@
 #include "kernels.hpp"
 
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -13,7 +14,7 @@ namespace dhash {
 const std::vector<const Kernel*>& compiled_kernels() {
     static const std::vector<const Kernel*> all = {
 #if defined(__x86_64__)
-        &kPortableBaseline, &kPortable, &kAvx2, &kAvx512,
+        &kPortableBaseline, &kPortable, &kAvx2, &kAvx2Lut, &kAvx512,
 #else
         &kPortable,
 #endif
@@ -45,31 +46,42 @@ const Kernel& named_kernel(const std::string& name) {
     throw std::invalid_argument("unknown kernel '" + name + "' (choose " + known + ")");
 }
 
+// Seconds of this thread's CPU time where the platform has it (time spent preempted on a shared
+// machine does not count), else of the wall clock.
+double now_seconds() {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0) return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+#endif
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // Seconds of the best of 3 single-thread k-NN scans (k = 10) of `q` against `db`.
 double probe_seconds(const Kernel& kern, const CodeStore& db, const std::vector<uint64_t>& q, size_t nq) {
     std::vector<TopK> st(nq);
     double best = std::numeric_limits<double>::infinity();
     for (int rep = 0; rep < 3; ++rep) {
         for (TopK& s : st) s.reset(10, uint32_t(db.bits), true);
-        const auto t0 = std::chrono::steady_clock::now();
+        const double t0 = now_seconds();
         kern.knn(db, 0, db.groups(), q.data(), nq, st.data());
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        best = std::min(best, now_seconds() - t0);
     }
     return best;
 }
 
-// The fastest supported kernel for `words`-word codes on 16K random codes x 32 queries (the
+// The fastest supported kernel for `words`-word codes on 64K random codes x 128 queries (enough
+// queries that kernels which prepare each database block, avx2-lut, show their batch speed; the
 // x86-64 baseline build, without POPCNT, never competes).
 const Kernel& probe(int words) {
     std::vector<const Kernel*> cands;
     for (const Kernel* k : compiled_kernels())
 #if defined(__x86_64__)
-        if (k->supported() && k != &kPortableBaseline) cands.push_back(k);
+        if (k->supported() && words <= k->own_words && k != &kPortableBaseline) cands.push_back(k);
 #else
-        if (k->supported()) cands.push_back(k);
+        if (k->supported() && words <= k->own_words) cands.push_back(k);
 #endif
     if (cands.size() == 1) return *cands[0];
-    const size_t n = 16384, nq = 32, width = size_t(words) * 8;
+    const size_t n = 65536, nq = 128, width = size_t(words) * 8;
     uint64_t x = 0x9E3779B97F4A7C15ULL;  // xorshift64
     std::vector<uint8_t> bytes((n + nq) * width);
     for (auto& b : bytes) {

@@ -24,6 +24,7 @@ struct Kernel {
     // returns how many.
     size_t (*filter)(const uint64_t* codes, size_t n, int words, const uint64_t* q, uint32_t lim, uint32_t* pos,
                      uint16_t* dist);
+    int own_words = kMaxWords;  // wider codes are handed to another kernel: the probe skips it there
 };
 
 // The families, each defined in its kernels_<name>.cpp.
@@ -31,6 +32,7 @@ extern const Kernel kPortable;  // plain C++, any CPU; hardware popcount where t
 #if defined(__x86_64__)
 extern const Kernel kPortableBaseline;  // the portable loops for the x86-64 baseline (SWAR popcount)
 extern const Kernel kAvx2;
+extern const Kernel kAvx2Lut;  // query nibble tables over byte-sliced codes (up to 192 bits)
 extern const Kernel kAvx512;
 #endif
 #if defined(__aarch64__)

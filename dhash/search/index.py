@@ -29,7 +29,7 @@ from . import _core
 from .codes import check_bits, check_codes, code_file_info, iter_code_blocks
 from ..errors import DHashError
 
-KERNELS = ("portable-baseline", "portable", "avx2", "avx512", "neon")  # every kernel of any build
+KERNELS = ("portable-baseline", "portable", "avx2", "avx2-lut", "avx512", "neon")  # every kernel of any build
 MAX_NTOTAL = 2**32 - 2  # indices are stored as uint32 inside the core
 MAX_K = 2**30
 INDEX_KINDS = ("linear", "mih")
