@@ -218,7 +218,7 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _float(out: NetOutput) -> NetOutput:
     """Network outputs in float32 (the loss is computed outside autocast)."""
-    return NetOutput(*(None if t is None else t.float() for t in (out.h, out.logits, out.features)))
+    return NetOutput(*(None if t is None else t.float() for t in (out.h, out.logits)))
 
 
 def _number(value: Any) -> float:
