@@ -307,8 +307,20 @@ def prepare(net: nn.Module, method: nn.Module, processes: Processes, device: tor
     return nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None,
         forward_sync_buffers=False,  # running statistics are global, hence equal, on every process
-        find_unused_parameters=hasattr(method, "pretraining"),  # expo pre-trains the classifier alone
     )
+
+
+def use_every_output(loss: torch.Tensor, out: Any, processes: Processes) -> torch.Tensor:
+    """``loss`` plus zero times every network output, under DistributedDataParallel.
+
+    DDP all-reduces a bucket of gradients once each of its parameters has one; a head whose output
+    the loss ignores (expo's classifier after pre-training, its hash head during it) would never get
+    one and the bucket would stay unreduced. With the zero term such a head gets a zero gradient
+    instead of none: the same update for the used parameters; the ignored head moves only by its
+    optimiser's momentum, and the codes do not depend on it."""
+    if processes.world == 1:
+        return loss
+    return loss + sum(t.sum() for t in (out.h, out.logits) if t is not None and t.requires_grad) * 0.0
 
 
 def average_method_gradients(method: nn.Module, processes: Processes) -> None:

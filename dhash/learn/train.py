@@ -411,6 +411,7 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
                 with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                     out = model(x)
                 loss, parts = method.loss(_float(out), y, TrainState(epoch, epochs, step, steps_per_epoch, items))
+                loss = distributed.use_every_output(loss, out, processes)
                 value = loss.detach().item()
                 if not math.isfinite(value):
                     raise DHashError(
