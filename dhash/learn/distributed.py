@@ -217,7 +217,8 @@ class ShardSampler(Sampler[int]):
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch normalisation over the global batch of all processes, for the CPU (gloo): the sums are
-    all-reduced (two passes: mean, then the centred squares, as a single process computes them)."""
+    all-reduced (two passes: mean, then the centred squares, as a single process computes them).
+    Every process holds an equal share of the batch (``local_batch``)."""
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
@@ -228,9 +229,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        count = torch.tensor(float(x.numel() // x.shape[1]), dtype=torch.float64)
-        dist.all_reduce(count)
-        n = count.item()
+        n = x.numel() // x.shape[1] * dist.get_world_size()
         mean = all_reduce(x.sum(dims)) / n
         centred = x - mean.view(shape)
         var = all_reduce(centred.pow(2).sum(dims)) / n
