@@ -88,6 +88,8 @@ Examples:
   dhash train --data photos/ --method dha --bits 48 --protocol per-class -o runs/photos
   dhash train --config dha.toml -o runs/dha32 --epochs 10      # options override the file
   dhash train -o runs/dha32 --resume                           # continue after Ctrl-C
+  dhash train --data fashion-mnist --method dha --processes 2 -o runs/dha32-ddp   # 2 processes (DDP)
+  torchrun --nproc_per_node=2 -m dhash train --data fashion-mnist --method dha -o runs/dha32-ddp
   dhash train --list-methods                                   # methods and their --param keys
 
 \b
