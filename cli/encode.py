@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -37,20 +38,36 @@ the data the model was trained on; --split all (the default) encodes every item 
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
 def encode(source: str, model: Path, output: Path, split: str, batch_size: int, device: str,
            data_dir: str | None, workers: int | None, threads: int | None, strict: bool) -> None:
-    """Encode images (anything --data accepts) into an HDF5 code file with a trained model."""
+    """Encode images (anything --data accepts) into an HDF5 code file with a trained model.
+
+    Under torchrun (``torchrun --nproc_per_node=N -m dhash encode ...``) each process encodes a share
+    of the images and rank 0 writes the one file, in the order one process would."""
+    from dhash.learn import distributed
+
+    console = Console(stderr=True)
+    processes, place = distributed.start(device)  # under torchrun: one share of the images per process
+    try:
+        _encode(source, model, output, split, batch_size, str(place), data_dir, workers, threads, strict, console, processes)
+    finally:
+        distributed.stop()
+
+
+def _encode(source: str, model: Path, output: Path, split: str, batch_size: int, device: str, data_dir: str | None,
+            workers: int | None, threads: int | None, strict: bool, console: Console, processes: Any) -> None:
     from dhash.search.codes import write_code_file
     from dhash.learn.runtime import default_workers
     from dhash.learn.data import load_source
     from dhash.learn.encode import load_model
 
-    console = Console(stderr=True)
     encoder = load_model(model, device)
     with console_warnings(console):
         data = load_source(source, data_dir or encoder.record.get("data", {}).get("data_dir"), strict=strict, progress=True)
     indices = encoder.split_indices(data, split)
     codes = encoder.encode_source(data, indices, batch_size=batch_size, progress=True, strict=strict,
                                   workers=default_workers(data) if workers is None else workers, threads=threads,
-                                  split=split, console=console)
+                                  split=split, console=console, processes=processes)
+    if not processes.main:
+        return
     unreadable = codes.attrs.get("unreadable", [])
     if unreadable:
         listed = "\n  ".join(unreadable[:SHOWN]) + (f"\n  … and {len(unreadable) - SHOWN} more" if len(unreadable) > SHOWN else "")

@@ -1,6 +1,7 @@
 """``dhash train``: train a hashing network (or fit a closed-form method) into a run folder."""
 from __future__ import annotations
 
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,19 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     ctx.exit()
 
 
+def _without_processes(args: list[str]) -> list[str]:
+    """The command line less its ``--processes N`` (what each launched process runs)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            out.append(arg)
+    return out
+
+
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -74,6 +88,8 @@ Examples:
   dhash train --data photos/ --method dha --bits 48 --protocol per-class -o runs/photos
   dhash train --config dha.toml -o runs/dha32 --epochs 10      # options override the file
   dhash train -o runs/dha32 --resume                           # continue after Ctrl-C
+  dhash train --data fashion-mnist --method dha --processes 2 -o runs/dha32-ddp   # 2 processes (DDP)
+  torchrun --nproc_per_node=2 -m dhash train --data fashion-mnist --method dha -o runs/dha32-ddp
   dhash train --list-methods                                   # methods and their --param keys
 
 \b
@@ -127,14 +143,25 @@ def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @output_option("Run folder to create (or resume).", folder=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of settings.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train with this many processes on this machine (DistributedDataParallel, launched with "
+                   "torchrun; --batch-size is the global batch). Several machines: see the README.")
 @click.option("--list-methods", is_flag=True, is_eager=True, expose_value=False, callback=_list_methods,
               help="List the methods, their papers and parameters, and exit.")
 @click.pass_context
 def train(ctx: click.Context, output: Path | None, params: tuple[str, ...], config_file: str | None, resume: bool,
-          **options: Any) -> None:
+          processes: int, **options: Any) -> None:
     """Train a hashing network on labelled images and save it in a run folder."""
+    from dhash.learn import distributed
     from dhash.learn.run import Run
     from dhash.learn.train import TrainingInterrupted, effective_config, train as run_training
+
+    world = distributed.env_processes().world
+    if processes > 1 and world == 1:
+        distributed.launch(processes, _without_processes(sys.argv[1:]))
+        return
+    if processes > 1 and processes != world:
+        raise DHashError(f"--processes {processes}: torchrun started {world} processes")
 
     console = Console(stderr=True)
     file, file_output = read_config_file(config_file) if config_file else ({}, None)
@@ -150,6 +177,8 @@ def train(ctx: click.Context, output: Path | None, params: tuple[str, ...], conf
     try:
         with console_warnings(console):
             model = run_training(config, output, resume=resume, progress=True, console=console)
+        if not distributed.env_processes().main:
+            return
     except TrainingInterrupted as exc:
         console.print(f"[yellow]{exc}", highlight=False, soft_wrap=True)
         ctx.exit(130)
@@ -157,6 +186,8 @@ def train(ctx: click.Context, output: Path | None, params: tuple[str, ...], conf
         hint = f"; continue with: dhash train -o {output} --resume" if run.config.exists() else ""
         console.print(f"[yellow]interrupted{hint}", highlight=False, soft_wrap=True)
         ctx.exit(130)
+    finally:
+        distributed.stop()
     console.print(f"[green]saved[/] {model}", highlight=False, soft_wrap=True)
     data = config["data"]
     console.print(f"next: dhash encode {data} --model {model} --split database -o database.h5", highlight=False, soft_wrap=True)

@@ -120,11 +120,13 @@ def test_weights_file_for_a_small_network(tmp_path):
 def test_hash_network_outputs_and_heads():
     torch.manual_seed(0)
     net = HashNetwork(build_backbone("small-cnn"), bits=24, num_classes=10)
-    out = net(torch.randn(5, 1, 28, 28))
+    x = torch.randn(5, 1, 28, 28)
+    out = net.eval()(x)
+    features = net.backbone(x)
     assert isinstance(out, NetOutput)
-    assert out.h.shape == (5, 24) and out.logits.shape == (5, 10) and out.features.shape == (5, 256)
+    assert out.h.shape == (5, 24) and out.logits.shape == (5, 10) and features.shape == (5, 256)
     assert (out.h < 0).any()  # raw linear output, no activation
-    assert torch.allclose(out.h, out.features @ net.hash_head.weight.T + net.hash_head.bias)
+    assert torch.allclose(out.h, features @ net.hash_head.weight.T + net.hash_head.bias)
     head, body = list(net.head_parameters()), list(net.backbone_parameters())
     assert len(head) == 4
     assert {id(p) for p in head} | {id(p) for p in body} == {id(p) for p in net.parameters()}

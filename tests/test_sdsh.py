@@ -10,9 +10,15 @@ from dhash.search.codes import pack_codes
 from dhash.learn.config import read_config_file, resolve
 from dhash.learn.methods import NetOutput, TrainState, get_method
 from dhash.learn.methods.rotation import plane_rotation, random_plane, search_rotation
-from dhash.learn.methods.sdsh import SDSH, SDSHParams, spring_loss
+from dhash.learn.methods.sdsh import SDSH, SDSHParams
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
+
+
+def spring_loss(z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """SDSH's loss and triplet count for outputs ``z`` (unit vectors stay as they are)."""
+    loss, parts = SDSH(z.shape[1], labels.shape[1]).loss(NetOutput(h=z), labels, STATE)
+    return loss, parts["triplets"]
 
 
 def reference_spring(z: np.ndarray, labels: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from .data import ImageDataset, Source, build_transform, load_source
 from ..errors import DHashError
 from .methods import get_method, parse_params
 from .models import InputSpec
+from .distributed import Processes, encode_shards
 from .run import read_model
 from .runtime import build_network, forward_batches, make_progress, resolve_device, set_cpu_threads
 
@@ -113,29 +114,39 @@ class Encoder:
 
     def encode_source(self, source: Source, indices: Sequence[int] | np.ndarray | None = None, batch_size: int = 256,
                       progress: bool = False, strict: bool = False, workers: int = 0, threads: int | None = None,
-                      split: str | None = None, console: Console | None = None) -> CodeFile:
+                      split: str | None = None, console: Console | None = None,
+                      processes: Processes = Processes()) -> CodeFile:
         """Encode ``source[indices]`` (all items by default) into a ``CodeFile`` with labels, ids and provenance.
 
         Unreadable images are skipped and listed in ``attrs["unreadable"]`` (an error if ``strict``).
+        Under torchrun (``processes``) each process encodes a contiguous share and every process
+        returns the whole file, in item order (progress shows rank 0's share).
         """
         self.check_source(source)
         idx = np.arange(len(source), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
-        dataset = ImageDataset(source, idx, build_transform(self.input_spec, train=False))
         if self.device.type == "cpu":
             set_cpu_threads(threads)
-        failures: list[tuple[int, str]] = []
-        codes, kept = [], []
-        try:
-            with make_progress(progress, console) as bar:
-                batches = forward_batches(self.network, dataset, self.device, batch_size, workers, failures, bar,
-                                          f"Encoding {split or 'items'}")
-                for positions, out in batches:
-                    codes.append(self._codes(out))
-                    kept.append(positions.numpy())
-        except RuntimeError as exc:
-            raise DHashError(
-                f"{source.name}: the data does not fit the model {self.path} ({' '.join(str(exc).split())[:200]})"
-            ) from None
+
+        def encode(share: slice) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[int, str]]]:
+            dataset = ImageDataset(source, idx[share], build_transform(self.input_spec, train=False))
+            codes, kept, failures = [], [], []
+            try:
+                with make_progress(progress and processes.main, console) as bar:
+                    batches = forward_batches(self.network, dataset, self.device, batch_size, workers, failures, bar,
+                                              f"Encoding {split or 'items'}")
+                    for positions, out in batches:
+                        codes.append(self._codes(out))
+                        kept.append(positions.numpy() + share.start)
+            except RuntimeError as exc:
+                raise DHashError(
+                    f"{source.name}: the data does not fit the model {self.path} ({' '.join(str(exc).split())[:200]})"
+                ) from None
+            return codes, kept, [(p + share.start, reason) for p, reason in failures]
+
+        shares = encode_shards(processes, len(idx), encode)
+        codes = [c for share in shares for c in share[0]]
+        kept = [k for share in shares for k in share[1]]
+        failures = [f for share in shares for f in share[2]]
         if strict and failures:
             position, reason = failures[0]
             raise DHashError(f"{source.ids[idx[position]]}: unreadable image ({reason})")

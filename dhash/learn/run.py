@@ -3,7 +3,8 @@
 Contents of the folder:
   config.json    the effective config (``dhash.learn.settings``), written when the run starts
   split.npz      the train / query / database indices (``dhash.learn.data.Split``)
-  metrics.jsonl  one JSON object per epoch (epoch, loss and its parts, lr, seconds, images_per_s),
+  metrics.jsonl  one JSON object per epoch (epoch, loss and its parts, lr, seconds, images_per_s, and
+                 processes when several trained),
                  then one ``{"post_train": {...}}`` line when the method has a post-training step
   checkpoint.pt  the state after the last finished epoch (network, method, optimiser, scheduler,
                  grad scaler, epoch, step), replaced atomically every epoch

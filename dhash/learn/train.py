@@ -23,7 +23,9 @@ Training details:
     scored (mAP@all of a seeded fifth as queries against the other four fifths) and the best epoch
     becomes ``model.pt``, the last ``last.pt`` when they differ; ``patience`` stops early. The test
     queries are never looked at. dhash's choice: validation codes use the BatchNorm statistics
-    tracked during training; the kept weights are recalibrated once before they are saved.
+    tracked during training; the kept weights are recalibrated once before they are saved;
+  - under torchrun, N processes train with DistributedDataParallel on the global batch and give what
+    one process gives (``dhash.learn.distributed``); rank 0 validates and writes the files.
 """
 from __future__ import annotations
 
@@ -50,9 +52,11 @@ from ..search.codes import pack_codes
 from ..errors import DHashError
 from .methods import Method, NetOutput, TrainState, get_method, parse_params
 from .models import HashNetwork
+from . import distributed
+from .distributed import Processes
 from .run import Run, plain, save_model
 from .settings import DEFAULTS, RUNTIME_KEYS, check_settings
-from .runtime import build_network, forward_batches, make_progress, resolve_device, resolve_precision, set_cpu_threads
+from .runtime import build_network, forward_batches, make_progress, resolve_precision, set_cpu_threads
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -218,7 +222,7 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _float(out: NetOutput) -> NetOutput:
     """Network outputs in float32 (the loss is computed outside autocast)."""
-    return NetOutput(*(None if t is None else t.float() for t in (out.h, out.logits, out.features)))
+    return NetOutput(*(None if t is None else t.float() for t in (out.h, out.logits)))
 
 
 def _number(value: Any) -> float:
@@ -238,9 +242,10 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
     (a ``KeyboardInterrupt``) after the last finished epoch's checkpoint has been left in place.
     """
     run = Run(output)
+    processes, device = distributed.start(config["device"])
+    progress = progress and processes.main
     if not resume:
-        run.check_new()
-    device = resolve_device(config["device"])
+        processes.on_main(run.check_new)
     if device.type == "cpu":
         set_cpu_threads(config["threads"])
     else:
@@ -254,10 +259,13 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         split = Split.load(run.split)
         split.check(source)
     else:
-        split = _split(config, source, method_cls.trainable)
-        run.folder.mkdir(parents=True, exist_ok=True)
-        split.save(run.split)
-        run.write_config(config)
+        split = _split(config, source, method_cls.trainable)  # the same on every process
+
+        def write() -> None:
+            run.folder.mkdir(parents=True, exist_ok=True)
+            split.save(run.split)
+            run.write_config(config)
+        processes.on_main(write)
     if len(split.train) < 2:
         raise DHashError(f"{config['data']}: the training split has {len(split.train)} items; at least 2 are needed")
 
@@ -272,15 +280,26 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
                 warnings.catch_warnings():
             # the gradient scaler skips steps whose gradients overflowed; the schedule still advances
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer")
-            epochs, steps, seconds = _gradient_training(config, run, source, split, net, method, device, resume, bar,
-                                                        validation)
+            try:
+                epochs, steps, seconds = _gradient_training(config, run, source, split, net, method, device, resume,
+                                                            bar, validation, processes)
+            except Exception as exc:
+                if processes.world > 1 and distributed.is_peer_failure(exc):
+                    raise distributed.peer_failure(processes, exc) from None
+                raise
+        distributed.finish(net, method)
+        if not processes.main:
+            return run.model
         best = validation.best
         if best is not None and best["epoch"] != epochs:  # the last epoch is not the one kept: save it too
             report = _post_train(config, run, source, split, net, method, device, progress, console)
-            save_model(run.last, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report))
+            save_model(run.last, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report,
+                                         processes=processes.world))
             net.load_state_dict(best["network"])
             method.load_state_dict(best["method"])
         report = _post_train(config, run, source, split, net, method, device, progress, console)
+    elif not processes.main:  # closed form: rank 0 fits it alone
+        return run.model
     else:
         started = time.perf_counter()
         features = _outputs(net, source, split.train, device, config["workers"], progress, console, "Features")
@@ -288,7 +307,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         epochs, steps, seconds, report = 0, 0, time.perf_counter() - started, {}
     save_model(run.model, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report,
                                   None if validation.best is None else
-                                  {k: validation.best[k] for k in ("epoch", "val_map")}))
+                                  {k: validation.best[k] for k in ("epoch", "val_map")}, processes.world))
     return run.model
 
 
@@ -308,7 +327,7 @@ def _post_train(config: dict[str, Any], run: Run, source: Source, split: Split, 
 
 def _record(config: dict[str, Any], run: Run, source: Source, split: Split, net: HashNetwork, method: Method,
             device: torch.device, epochs: int, steps: int, seconds: float, report: dict[str, Any],
-            selected: dict[str, Any] | None = None) -> dict[str, Any]:
+            selected: dict[str, Any] | None = None, processes: int = 1) -> dict[str, Any]:
     """The model file's contents (see ``dhash.learn.run``)."""
     return {
         "dhash_version": __version__,
@@ -328,27 +347,29 @@ def _record(config: dict[str, Any], run: Run, source: Source, split: Split, net:
         "config": config,
         "training": {"epochs": epochs, "steps": steps, "seconds": round(seconds, 3), "device": str(device),
                      "precision": str(resolve_precision(config["precision"], device) or torch.float32).removeprefix("torch."),
-                     "post_train": report, "selected": selected},
+                     "post_train": report, "selected": selected, "processes": processes},
     }
 
 
 def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: Split, net: HashNetwork,
                        method: Method, device: torch.device, resume: bool, bar: Any,
-                       validation: _Validation) -> tuple[int, int, float]:
+                       validation: _Validation, processes: Processes) -> tuple[int, int, float]:
     """The epochs of gradient training (from the last checkpoint with ``resume``), validated as the
     module docstring says; return (epochs done, steps, seconds)."""
     epochs = config["epochs"]
-    batch_size = min(config["batch_size"], len(split.train))
+    batch_size = distributed.local_batch(min(config["batch_size"], len(split.train)), processes)
     generator = torch.Generator()
+    dataset = ImageDataset(source, split.train, build_transform(net.input_spec, train=True))
     loader = DataLoader(
-        ImageDataset(source, split.train, build_transform(net.input_spec, train=True)),
-        batch_size=batch_size, shuffle=True, drop_last=True, num_workers=config["workers"], generator=generator,
-        worker_init_fn=_seed_worker, pin_memory=device.type == "cuda",
+        dataset, batch_size=batch_size, sampler=distributed.ShardSampler(len(split.train), batch_size, processes, generator),
+        drop_last=True, num_workers=config["workers"], generator=generator, worker_init_fn=_seed_worker,
+        pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(loader)
     position = torch.full((len(source),), -1, dtype=torch.int64)  # source index -> position in split.train
     position[torch.from_numpy(split.train)] = torch.arange(len(split.train))
     method.begin_training(torch.from_numpy(source.labels[split.train]).float().to(device))
+    model = distributed.prepare(net, method, processes, device)
     optimizer = _optimizer(config, net, method)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, steps_per_epoch))
     autocast = resolve_precision(config["precision"], device)
@@ -366,7 +387,7 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
             raise DHashError(f"{run.checkpoint}: does not fit this run ({' '.join(str(exc).split())[:200]})") from None
         first, step, seconds = checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"]
         validation.best, validation.since_best = checkpoint.get("best"), checkpoint.get("since_best", 0)
-    if resume:
+    if resume and processes.main:
         run.trim_metrics(first)
 
     done = first
@@ -375,6 +396,7 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
             seed = _epoch_seed(config["seed"], epoch)
             _seed_all(seed)
             generator.manual_seed(seed)
+            dataset.augment_seed = seed
             net.train()
             method.train()
             lr = optimizer.param_groups[0]["lr"]
@@ -387,8 +409,9 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
                 x, y = _to_device(x, device), y.to(device, non_blocking=True)
                 items = position[i].to(device)
                 with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                    out = net(x)
+                    out = model(x)
                 loss, parts = method.loss(_float(out), y, TrainState(epoch, epochs, step, steps_per_epoch, items))
+                loss = distributed.use_every_output(loss, out, processes)
                 value = loss.detach().item()
                 if not math.isfinite(value):
                     raise DHashError(
@@ -397,11 +420,12 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                distributed.average_method_gradients(method, processes)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
                 step += 1
-                images += len(x)
+                images += len(x) * processes.world
                 for name, part in {"loss": value, **{f"loss_{k}": _number(v) for k, v in parts.items()}}.items():
                     sums[name] += part
                     counts[name] += 1
@@ -411,19 +435,23 @@ def _gradient_training(config: dict[str, Any], run: Run, source: Source, split: 
             seconds += elapsed
             scores = {}
             if validation.active and ((epoch + 1) % config["val_every"] == 0 or epoch + 1 == epochs):
-                scores["val_map"] = validation.score(net, method, device, config["workers"])
+                scores["val_map"] = processes.broadcast(
+                    validation.score(net, method, device, config["workers"]) if processes.main else None)
                 validation.update(epoch + 1, scores["val_map"], net, method)
-            run.log({"epoch": epoch + 1, "step": step, **{k: sums[k] / counts[k] for k in sums},
-                     "lr": lr, "seconds": round(elapsed, 3), "images_per_s": round(images / elapsed, 1), **scores})
-            run.save_checkpoint({
-                "epoch": epoch + 1, "step": step, "seconds": seconds,
-                "network": net.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "best": validation.best, "since_best": validation.since_best,
-            })
+            if processes.main:
+                run.log({"epoch": epoch + 1, "step": step, **{k: sums[k] / counts[k] for k in sums},
+                         "lr": lr, "seconds": round(elapsed, 3), "images_per_s": round(images / elapsed, 1), **scores,
+                         **({"processes": processes.world} if processes.world > 1 else {})})
+                run.save_checkpoint({
+                    "epoch": epoch + 1, "step": step, "seconds": seconds,
+                    "network": net.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    "best": validation.best, "since_best": validation.since_best,
+                })
             done = epoch + 1
             if config["patience"] is not None and validation.since_best >= config["patience"]:
-                run.log({"early_stop": done, "best_epoch": validation.best["epoch"]})
+                if processes.main:
+                    run.log({"early_stop": done, "best_epoch": validation.best["epoch"]})
                 break
     except KeyboardInterrupt:
         if done > 0:

@@ -13,7 +13,9 @@ Training augmentation, chosen by the image's own colour:
   centred on black);
 - colour images: a random crop of the image reflection-padded by ``size / 8`` (4 px at 32, 28 px
   at 224), flipped left-right with probability ½ — the usual CIFAR recipe, scaled with the size.
-Random draws use torch's generator, which ``torch.manual_seed`` and the ``DataLoader`` seed.
+Each image's draw is a function of a key (``item_key(seed, item)``: training passes the epoch's
+seed and the item's index), so an image gets the same augmentation whichever process or data-loader
+worker loads it; without a key the draw comes from torch's generator.
 """
 from __future__ import annotations
 
@@ -37,10 +39,10 @@ class ImageTransform:
         self.scale = (1 / (255 * std)).float()  # uint8 v → (v / 255 - mean) / std = v * scale + shift
         self.shift = (-torch.tensor(spec.mean, dtype=torch.float64).view(-1, 1, 1) / std).float()
 
-    def __call__(self, image: np.ndarray | Image.Image) -> torch.Tensor:
+    def __call__(self, image: np.ndarray | Image.Image, key: int | None = None) -> torch.Tensor:
         x = self._fit(image)
         if self.train:
-            x = self._augment(x)
+            x = self._augment(x, key)
         pixels = torch.from_numpy(np.ascontiguousarray(x)).float()
         return pixels.mul(self.scale).add_(self.shift)  # broadcasting turns grey into 3 channels where asked
 
@@ -71,12 +73,13 @@ class ImageTransform:
             return np.array(image)[None]  # np.array: a writable copy, which torch wraps without a warning
         return np.stack([np.asarray(band) for band in image.split()])
 
-    def _augment(self, x: np.ndarray) -> np.ndarray:
+    def _augment(self, x: np.ndarray, key: int | None) -> np.ndarray:
         size = self.spec.size
         grey = x.shape[0] == 1
         pad = max(1, round(size / 14)) if grey else max(1, size // 8)
         # one draw for the offsets (each in -pad..pad) and the flip bit
-        draw = int(torch.randint(0, 2 * (2 * pad + 1) ** 2, ()))
+        choices = 2 * (2 * pad + 1) ** 2
+        draw = int(torch.randint(0, choices, ())) if key is None else key % choices
         flip, offset = draw % 2, draw // 2
         dy, dx = offset // (2 * pad + 1) - pad, offset % (2 * pad + 1) - pad
         if grey:
@@ -87,6 +90,14 @@ class ImageTransform:
             return out
         rows, cols = _reflect(np.arange(size) - dy, size), _reflect(np.arange(size) - dx, size)
         return x.take(rows, axis=1).take(cols[::-1] if flip else cols, axis=2)
+
+
+def item_key(seed: int, item: int) -> int:
+    """A 64-bit key for item ``item``'s augmentation in the epoch seeded ``seed`` (SplitMix64 of both)."""
+    z = (seed * 0x9E3779B97F4A7C15 + item + 1) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
 
 
 def build_transform(spec: InputSpec, train: bool) -> ImageTransform | None:

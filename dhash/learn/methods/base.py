@@ -25,7 +25,6 @@ class NetOutput:
 
     h: torch.Tensor  # raw hash-layer output, B × bits (pre-activation)
     logits: torch.Tensor | None = None  # B × C, when the method needs a classifier head
-    features: torch.Tensor | None = None  # backbone features, B × D
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Method(nn.Module):
       name: registry name (``--method``); paper: citation line; params_cls: its ``Params`` dataclass;
       needs_classifier: the network must provide ``logits``; trainable: False for closed-form methods
       (LSH, ITQ) that implement ``fit`` instead of ``loss``; uses_hash_head: False when codes come
-      straight from backbone features (LSH, ITQ); multi_label: handles multi-label data;
+      straight from backbone features (LSH, ITQ);
       train_defaults: training settings the paper recommends, applied unless the user sets them.
     """
 
@@ -61,7 +60,6 @@ class Method(nn.Module):
     needs_classifier: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
     uses_hash_head: ClassVar[bool] = True
-    multi_label: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {}  # the paper's optimiser settings (e.g. {"lr": 0.07}) used unless overridden
 
     def __init__(self, bits: int, num_classes: int, params: Params | None = None) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Method, NetOutput, TrainState
+from .base import TrainState
 from .expo import classification_loss
+from .pairs import PairMethod, Pairs
 
 
-class Classifier(Method):
+class Classifier(PairMethod):
     """Cross-entropy on a linear read-out of the K-bit hash-layer output; codes sgn(h)."""
 
     name = "classifier"
@@ -28,6 +29,7 @@ class Classifier(Method):
         super().__init__(bits, num_classes, params)
         self.readout = nn.Linear(bits, num_classes)
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = classification_loss(self.readout(out.h.float()), labels)
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+        # no pairs: the base gives the (global-batch) mean over the rows
+        loss = classification_loss(self.readout(pairs.rows.h.float()), pairs.rows.labels, pairs)
         return loss, {"class": loss.item()}

@@ -34,8 +34,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .base import Method, NetOutput, Params, TrainState
-from .pairs import label_cosine, label_similarity, off_diagonal
+from .base import Params, TrainState
+from .pairs import PairMethod, Pairs
 
 
 @dataclass
@@ -58,20 +58,22 @@ def focal_pair_loss(x: torch.Tensor, s: torch.Tensor, gamma: float) -> torch.Ten
     return ce * one_minus_pt.pow(gamma)
 
 
-def balance_weight(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def balance_weight(s: torch.Tensor, mask: torch.Tensor, pairs: Pairs | None = None) -> torch.Tensor:
     """β = (r+1)/(r+2) = |S| / (|S| + |S₁|) over the pairs in ``mask`` (r = #dissimilar / #similar, S₁ the
-    similar pairs), inside [1/2, 1 − 1/|S|]; 1/2 when every pair is similar, → 1 when none is."""
-    n = mask.sum().clamp_min(2)
-    similar = (s * mask).sum()
+    similar pairs), inside [1/2, 1 − 1/|S|]; 1/2 when every pair is similar, → 1 when none is.
+    Counted over the global batch with ``pairs``."""
+    count = (lambda x: x.sum()) if pairs is None else pairs.count
+    n = count(mask.to(s.dtype)).clamp_min(2)
+    similar = count(s * mask)
     return (n / (n + similar)).clamp(0.5, 1 - 1 / n)
 
 
-def quantisation_loss(h: torch.Tensor) -> torch.Tensor:
+def quantisation_loss(h: torch.Tensor, pairs: Pairs) -> torch.Tensor:
     """Q of Eq. 9 per image, averaged over the batch: mean_i Σ_k (1/K)(1 − e^{|h_ik|−1})."""
-    return (1 - torch.exp(h.abs() - 1)).mean()
+    return pairs.row_mean(1 - torch.exp(h.abs() - 1))
 
 
-class DHA(Method):
+class DHA(PairMethod):
     """Adaptive focal pair loss on tanh-relaxed codes with a quantisation term (binary similarity)."""
 
     name = "dha"
@@ -82,21 +84,21 @@ class DHA(Method):
     # slower than dhash's Adam (1 epoch on 3,000 Fashion-MNIST images: mAP 0.23 vs 0.46); use --config to apply them.
     train_defaults: ClassVar[dict] = {}
 
-    def targets(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(self, pairs: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
         """Pair targets s and shifts θ (in inner-product units): θ = θ·K for similar pairs, 0 otherwise."""
-        s = label_similarity(labels)
+        s = pairs.similarity()
         return s, s * (self.params.theta * self.bits)
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.params
-        h = torch.tanh(out.h)
-        s, theta = self.targets(labels)
-        mask = off_diagonal(len(h), device=h.device).to(h.dtype)
-        beta = balance_weight(s, mask) if p.beta <= 0 else p.beta
+        h, g = pairs.both(torch.tanh)
+        s, theta = self.targets(pairs)
+        mask = pairs.mask()
+        beta = balance_weight(s, mask, pairs) if p.beta <= 0 else p.beta
         omega = beta * s + (1 - beta) * (1 - s)
-        x = (p.alpha_scale / self.bits) * (h @ h.T - theta)
-        pair = (omega * focal_pair_loss(x, s, p.gamma) * mask).sum() / mask.sum().clamp_min(1)
-        quant = quantisation_loss(h)
+        x = (p.alpha_scale / self.bits) * (h @ g.T - theta)
+        pair = pairs.mean(omega * focal_pair_loss(x, s, p.gamma), mask)
+        quant = quantisation_loss(h, pairs)
         return pair + p.lam * quant, {"pair": pair.item(), "quant": quant.item(), "beta": float(beta)}
 
 
@@ -105,7 +107,7 @@ class DHAT(DHA):
 
     name = "dha-t"
 
-    def targets(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(self, pairs: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
         """s = [t > 0] and θ(t) = θ·K·t (Section 3.3.2: large θ as t → 1, small as t → 0, DHA's 0 at t = 0)."""
-        t = label_cosine(labels)
+        t = pairs.cosine()
         return (t > 0).to(t.dtype), t * (self.params.theta * self.bits)

@@ -26,8 +26,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .base import Method, NetOutput, Params, TrainState
-from .pairs import label_similarity
+from .base import Params, TrainState
+from .pairs import PairMethod, Pairs, Side
 
 
 @dataclass
@@ -35,7 +35,7 @@ class DPSHParams(Params):
     eta: float = field(default=10.0, metadata={"help": "weight η of the quantisation term Σ‖b − u‖² (paper: 10 on CIFAR-10)"})
 
 
-class DPSH(Method):
+class DPSH(PairMethod):
     """Negative log-likelihood of the pair labels under σ(½ u_iᵀu_j) plus η‖sgn(u) − u‖²."""
 
     name = "dpsh"
@@ -55,21 +55,26 @@ class DPSH(Method):
         self.register_buffer("bank_labels", labels, persistent=False)
         self.register_buffer("bank", labels.new_zeros(len(labels), self.bits), persistent=False)
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+    def other_side(self, rows: Side, state: TrainState) -> Pairs:
+        """The memory bank, refreshed with the outputs of the (global) batch; row i's own item is its bank row."""
         if state.items is None or not hasattr(self, "bank"):
             raise RuntimeError("DPSH pairs each batch with the training set: call begin_training and pass items")
-        u, items = out.h, state.items
-        self.bank[items] = u.detach().to(self.bank.dtype)
-        bank = self.bank.to(u.dtype)
-        s = label_similarity(labels, self.bank_labels).to(u.dtype)
+        self.bank[self.scope.gather(state.items)] = self.scope.gather(rows.h.detach()).to(self.bank.dtype)
+        bank = Side(self.bank.to(rows.h.dtype), self.bank_labels)
+        return Pairs(rows, bank, state.items, self.scope)
+
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+        u, bank, items = pairs.rows.h, pairs.cols.h, pairs.diagonal
+        s = pairs.similarity().to(u.dtype)
         half = 0.5 * u
         theta = half @ bank.T
         # Σ_j softplus(Θ_ij) − s_ij Θ_ij, with Σ_j s_ij Θ_ij = ½ u_i · (s @ bank)_i as one product (no B × N
         # temporaries in the backward pass), less the pairs i = i (Θ_ii = ½ u_i · bank_i, bank_i = u_i detached)
         own = (half * bank[items]).sum(1)
         s_own = s[torch.arange(len(u), device=u.device), items]
-        pairs = (F.softplus(theta).sum() - (half * (s @ bank)).sum()
-                 - (F.softplus(own) - s_own * own).sum()) / theta.numel()
-        quant = (torch.sign(u).detach() - u).pow(2).sum() / theta.numel()
-        total = pairs + self.params.eta * quant  # (Σ_i Σ_j ℓ_ij + η Σ_i ‖b_i − u_i‖²) / (B·N)
-        return total, {"pair": pairs.item(), "quant": quant.item() * len(self.bank)}  # quant: per image
+        n = pairs.count(torch.ones_like(theta, dtype=torch.bool))  # B·N over the global batch
+        pair = pairs.sum(F.softplus(theta).sum() - (half * (s @ bank)).sum()
+                         - (F.softplus(own) - s_own * own).sum()) / n
+        quant = pairs.sum((torch.sign(u).detach() - u).pow(2).sum()) / n
+        total = pair + self.params.eta * quant  # (Σ_i Σ_j ℓ_ij + η Σ_i ‖b_i − u_i‖²) / (B·N)
+        return total, {"pair": pair.item(), "quant": quant.item() * len(bank)}  # quant: per image

@@ -17,8 +17,8 @@ from typing import ClassVar
 
 import torch
 
-from .base import Method, NetOutput, Params, TrainState
-from .pairs import label_similarity, off_diagonal
+from .base import Params, TrainState
+from .pairs import PairMethod, Pairs
 
 
 @dataclass
@@ -27,14 +27,13 @@ class DSHParams(Params):
     alpha: float = field(default=0.01, metadata={"help": "weight α of the L1 regulariser ‖|b|−1‖₁ (paper: 0.01)"})
 
 
-def squared_distances(b: torch.Tensor) -> torch.Tensor:
-    """‖b_i − b_j‖² for all pairs of rows (exact zeros on the diagonal)."""
-    return (b.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
+def squared_distances(b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """‖b_i − c_j‖² for all pairs of rows (exact zeros where b_i = c_j)."""
+    return (b.unsqueeze(1) - c.unsqueeze(0)).pow(2).sum(-1)
 
 
-def pair_loss(b: torch.Tensor, s: torch.Tensor, margin: float) -> torch.Tensor:
+def pair_loss(d: torch.Tensor, s: torch.Tensor, margin: float) -> torch.Tensor:
     """Matrix of DSH pair losses ½ s D + ½ (1−s) max(m − D, 0) (Eq. 1 with y = 1 − s), D squared Euclidean."""
-    d = squared_distances(b)
     return 0.5 * s * d + 0.5 * (1 - s) * torch.relu(margin - d)
 
 
@@ -44,22 +43,20 @@ def sign_regulariser(b: torch.Tensor) -> torch.Tensor:
 
 
 def batch_pair_loss(
-    b: torch.Tensor, s: torch.Tensor, margin: float, weight: torch.Tensor | None = None
+    pairs: Pairs, s: torch.Tensor, margin: float, weight: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pair term, regulariser) of Eq. 3 averaged over the batch's ordered pairs i ≠ j.
+    """(pair term, regulariser) of Eq. 3 averaged over the ordered pairs i ≠ j, on the raw outputs.
 
     ``weight`` optionally scales each pair's contrastive term (HEGH's (P₁P₂)^γ). The regulariser's
     mean over pairs of ‖|b_i|−1‖₁ + ‖|b_j|−1‖₁ equals twice its mean over images.
     """
-    mask = off_diagonal(len(b), device=b.device).to(b.dtype)
-    losses = pair_loss(b, s, margin)
+    losses = pair_loss(squared_distances(pairs.rows.h, pairs.cols.h), s, margin)
     if weight is not None:
         losses = losses * weight
-    pairs = (losses * mask).sum() / mask.sum().clamp_min(1)
-    return pairs, 2 * sign_regulariser(b).mean()
+    return pairs.mean(losses, pairs.mask()), 2 * pairs.row_mean(sign_regulariser(pairs.rows.h))
 
 
-class DSH(Method):
+class DSH(PairMethod):
     """Contrastive loss with margin 2k on raw outputs plus α‖|b|−1‖₁."""
 
     name = "dsh"
@@ -70,6 +67,6 @@ class DSH(Method):
     # Fashion-MNIST images: mAP 0.33 vs 0.47); use --config to apply them.
     train_defaults: ClassVar[dict] = {}
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
-        pairs, reg = batch_pair_loss(out.h, label_similarity(labels), self.params.margin * self.bits)
-        return pairs + self.params.alpha * reg, {"pair": pairs.item(), "reg": reg.item()}
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+        pair, reg = batch_pair_loss(pairs, pairs.similarity(), self.params.margin * self.bits)
+        return pair + self.params.alpha * reg, {"pair": pair.item(), "reg": reg.item()}

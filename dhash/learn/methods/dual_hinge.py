@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from .base import Method, NetOutput, Params, TrainState
+from .base import Params, TrainState
 from .pair_terms import pair_mean, tanh_agreement
-from .pairs import label_similarity
+from .pairs import PairMethod, Pairs
 
 
 def dual_hinge(z: torch.Tensor, shape: float = 1.0) -> torch.Tensor:
@@ -63,7 +63,7 @@ class DualHingeParams(Params):
     )
 
 
-class DualHinge(Method):
+class DualHinge(PairMethod):
     """Gamma / symmetric-KL dual hinge loss on tanh-relaxed pairwise code distances."""
 
     name = "dual-hinge"
@@ -71,10 +71,10 @@ class DualHinge(Method):
     params_cls = DualHingeParams
     train_defaults = {}  # the abstract gives no optimiser settings: the trainer's defaults
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.params
-        sim = label_similarity(labels)
-        dist = (1 - tanh_agreement(out.h)) / 2
+        sim = pairs.similarity()
+        dist = (1 - tanh_agreement(pairs)) / 2
         z = torch.where(sim > 0, p.slope * (dist - p.margin_similar), p.slope * (p.margin_dissimilar - dist))
-        loss = pair_mean(dual_hinge(z, p.shape), sim, p.balance)
+        loss = pair_mean(dual_hinge(z, p.shape), sim, pairs, p.balance)
         return loss, {"dual_hinge": loss.item()}

@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from .base import Method, NetOutput, Params, TrainState
+from .base import Params, TrainState
 from .pair_terms import pair_mean, tanh_agreement
-from .pairs import label_similarity
+from .pairs import PairMethod, Pairs
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy when every row has exactly one label, else multi-label BCE-with-logits."""
-    if bool((labels.sum(dim=1) == 1).all()):
-        return F.cross_entropy(logits, labels.argmax(dim=1))
-    return F.binary_cross_entropy_with_logits(logits, labels.float())
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, pairs: Pairs) -> torch.Tensor:
+    """Cross-entropy when every row of the (global) batch has exactly one label, else multi-label
+    BCE-with-logits; averaged over the rows (and classes) of ``pairs``."""
+    if pairs.count(labels.sum(dim=1) != 1) == 0:
+        return pairs.row_mean(F.cross_entropy(logits, labels.argmax(dim=1), reduction="none"))
+    return pairs.row_mean(F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none"))
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ExpoParams(Params):
     balance: bool = field(default=True, metadata={"help": "weight similar and dissimilar pairs equally (dhash's choice)"})
 
 
-class Expo(Method):
+class Expo(PairMethod):
     """Exponentiated hashing loss on tanh-relaxed codes after classification pre-training."""
 
     name = "expo"
@@ -62,13 +63,13 @@ class Expo(Method):
         epochs = min(self.params.pretrain_epochs, state.epochs / 2)
         return state.step < round(epochs * state.steps_per_epoch)
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         if self.pretraining(state):
-            if out.logits is None:
+            if pairs.rows.logits is None:
                 raise ValueError("expo pre-training needs classification logits (needs_classifier)")
-            loss = classification_loss(out.logits, labels)
+            loss = classification_loss(pairs.rows.logits, pairs.rows.labels, pairs)
             return loss, {"classification": loss.item()}
-        sim = label_similarity(labels)
+        sim = pairs.similarity()
         signs = 2 * sim - 1
-        loss = pair_mean(torch.exp(-self.params.scale * signs * tanh_agreement(out.h)), sim, self.params.balance)
+        loss = pair_mean(torch.exp(-self.params.scale * signs * tanh_agreement(pairs)), sim, pairs, self.params.balance)
         return loss, {"expo": loss.item()}

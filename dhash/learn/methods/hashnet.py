@@ -12,7 +12,7 @@ Paper's parts:
 - α = 10/K (the authors' release; DHA cites HashNet for "α < 1" and also uses 10/K).
 
 dhash's choices: S, S₁, S₀ are the batch's pairs i ≠ j and the loss is the weighted mean
-Σ w_ij ℓ_ij / Σ w_ij = ½(mean over similar pairs + mean over dissimilar pairs) (``pair_mean``);
+Σ w_ij ℓ_ij / Σ w_ij = ½(mean over similar pairs + mean over dissimilar pairs) (``Pairs.balanced_mean``);
 β_t is a function of ``TrainState.step`` only (t = the first step of the current stage), so a
 resumed run reproduces it exactly; codes are sgn(z), which equals sgn(tanh(βz)) for every β.
 """
@@ -24,9 +24,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .base import Method, NetOutput, Params, TrainState
-from .pair_terms import pair_mean
-from .pairs import label_similarity
+from .base import Params, TrainState
+from .pairs import PairMethod, Pairs
 
 
 @dataclass
@@ -38,7 +37,7 @@ class HashNetParams(Params):
     beta_stage: int = field(default=200, metadata={"help": "steps between increases of β (paper's release: 200; 1 = every step)"})
 
 
-class HashNet(Method):
+class HashNet(PairMethod):
     """WML pair loss with |S|/|S₁|, |S|/|S₀| balance on tanh(β_t z), β_t growing with the step."""
 
     name = "hashnet"
@@ -56,10 +55,10 @@ class HashNet(Method):
         t = (step // stage) * stage
         return p.beta0 * (1 + p.beta_gamma * t) ** p.beta_power
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         beta = self.beta(state.step)
-        h = torch.tanh(beta * out.h)
-        s = label_similarity(labels)
-        dot = (self.params.alpha_scale / self.bits) * (h @ h.T)
-        total = pair_mean(F.softplus(dot) - s * dot, s)  # weights |S|/|S₁|, |S|/|S₀|: both kinds weigh the same
+        h, g = pairs.both(lambda z: torch.tanh(beta * z))
+        s = pairs.similarity()
+        dot = (self.params.alpha_scale / self.bits) * (h @ g.T)
+        total = pairs.balanced_mean(F.softplus(dot) - s * dot, s, pairs.mask())  # weights |S|/|S₁|, |S|/|S₀|: both kinds weigh the same
         return total, {"pair": total.item(), "beta": beta}

@@ -41,9 +41,9 @@ from typing import ClassVar
 import torch
 
 from ...errors import DHashError
-from .base import Method, NetOutput, Params, TrainState
+from .base import Params, TrainState
 from .dsh import batch_pair_loss
-from .pairs import label_similarity, off_diagonal
+from .pairs import PairMethod, Pairs
 
 
 @dataclass
@@ -60,22 +60,26 @@ def own_confidence(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (probs * labels).sum(1) / labels.sum(1).clamp_min(1)
 
 
-def normalise_per_kind(weight: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``weight`` divided by its mean over the masked similar pairs (where s = 1) and over the dissimilar ones."""
+def normalise_per_kind(weight: torch.Tensor, s: torch.Tensor, mask: torch.Tensor, pairs: Pairs | None = None) -> torch.Tensor:
+    """``weight`` divided by its mean over the masked similar pairs (where s = 1) and over the dissimilar
+    ones (over the global batch with ``pairs``)."""
+    total = (lambda x: x.sum()) if pairs is None else pairs.count
     out = torch.zeros_like(weight)
     for kind in (s, 1 - s):
         sel = kind * mask
-        out = out + sel * weight / ((weight * sel).sum() / sel.sum().clamp_min(1)).clamp_min(1e-12)
+        out = out + sel * weight / (total(weight * sel) / total(sel).clamp_min(1)).clamp_min(1e-12)
     return out
 
 
-def hardness(probs: torch.Tensor, labels: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """P_ij, the hardness of image i in pair (i, j) (Eq. 3 as read above): 1 − p_i if similar, p_i if dissimilar."""
-    p = own_confidence(probs, labels.to(probs.dtype)).unsqueeze(1)
+def hardness(probs: torch.Tensor, labels: torch.Tensor, s: torch.Tensor, column: bool = False) -> torch.Tensor:
+    """P_ij, the hardness of image i in pair (i, j) (Eq. 3 as read above): 1 − p_i if similar, p_i if
+    dissimilar; with ``column`` the images are the columns j (P_ji)."""
+    p = own_confidence(probs, labels.to(probs.dtype))
+    p = p.unsqueeze(0) if column else p.unsqueeze(1)
     return s * (1 - p) + (1 - s) * p
 
 
-class HEGH(Method):
+class HEGH(PairMethod):
     """Hardness-weighted DSH pair loss + L1 regulariser + squared-error classification loss."""
 
     name = "hegh"
@@ -87,20 +91,20 @@ class HEGH(Method):
     # small-cnn, so this fits the 10-minute budget of 28 small-cnn epochs on 2 cores
     train_defaults: ClassVar[dict] = {"epochs": 12}
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
-        if out.logits is None:
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+        rows, cols = pairs.rows, pairs.cols
+        if rows.logits is None or cols.logits is None:
             raise DHashError("hegh needs a classification head: build the network with num_classes")
         p = self.params
-        b = out.h
-        labels = labels.to(b.dtype)
-        probs = torch.sigmoid(out.logits)
-        s = label_similarity(labels)
+        labels = rows.labels.to(rows.h.dtype)
+        probs = torch.sigmoid(rows.logits)
+        s = pairs.similarity()
         with torch.no_grad():
-            hard = hardness(probs, labels, s)
-            weight = (hard * hard.T).pow(p.gamma)
+            col_probs = probs if cols is rows else torch.sigmoid(cols.logits)
+            weight = (hardness(probs, labels, s) * hardness(col_probs, cols.labels, s, column=True)).pow(p.gamma)
             if p.normalise:
-                weight = normalise_per_kind(weight, s, off_diagonal(len(b), device=b.device).to(b.dtype))
-        pairs, reg = batch_pair_loss(b, s, p.margin * self.bits, weight)
-        cls = (labels - probs).pow(2).sum(1).mean()
-        parts = {"pair": pairs.item(), "reg": reg.item(), "class": cls.item()}
-        return pairs + p.lam * reg + p.mu * cls, parts
+                weight = normalise_per_kind(weight, s, pairs.mask().to(s.dtype), pairs)
+        pair, reg = batch_pair_loss(pairs, s, p.margin * self.bits, weight)
+        cls = pairs.row_mean((labels - probs).pow(2).sum(1))
+        parts = {"pair": pair.item(), "reg": reg.item(), "class": cls.item()}
+        return pair + p.lam * reg + p.mu * cls, parts

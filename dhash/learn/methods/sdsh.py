@@ -26,22 +26,24 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import Method, NetOutput, Params, TrainState
-from .pairs import label_similarity
+from .base import Params, TrainState
+from .pairs import PairMethod, Pairs
 from .rotation import search_rotation
 
 
-def spring_loss(z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean spring energy over the valid in-batch triplets of unit vectors ``z``; also their number."""
-    sq = (2 - 2 * z @ z.T).clamp(0.0, 4.0)  # ‖a − b‖² of unit vectors
-    sim = label_similarity(labels) > 0
+def spring_loss(pairs: Pairs) -> tuple[torch.Tensor, int]:
+    """Mean spring energy over the valid triplets (q a row, p and n columns of ``pairs``) of the
+    outputs normalised to unit vectors; also their number."""
+    z, y = pairs.both(lambda h: F.normalize(h, dim=1))
+    sq = (2 - 2 * z @ y.T).clamp(0.0, 4.0)  # ‖a − b‖² of unit vectors
+    sim = pairs.similarity() > 0
     valid = sim[:, :, None] & ~sim[:, None, :]  # [q, p, n]: p similar (p = q allowed), n dissimilar
-    count = int(valid.sum())
+    count = pairs.count(valid)
     if count == 0:
-        return z.sum() * 0.0, 0
+        return pairs.sum(z) * 0.0, 0
     delta = sq[:, :, None] - sq[:, None, :]
     energy = (2 * math.sqrt(2) - torch.sqrt((4 - delta).clamp_min(1e-12))) ** 2
-    return (energy * valid).sum() / count, count
+    return pairs.sum(energy * valid) / count, int(count)
 
 
 @dataclass
@@ -51,7 +53,7 @@ class SDSHParams(Params):
     rotation_database: int = field(default=16000, metadata={"help": "training items used as the database by the rotation search"})
 
 
-class SDSH(Method):
+class SDSH(PairMethod):
     """Unit-sphere embedding trained with the triplet spring loss; codes ``sgn(normalise(h) R)``."""
 
     name = "sdsh"
@@ -64,8 +66,8 @@ class SDSH(Method):
         super().__init__(bits, num_classes, params)
         self.register_buffer("rotation", torch.eye(bits))
 
-    def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, count = spring_loss(F.normalize(out.h, dim=1), labels)
+    def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, count = spring_loss(pairs)
         return loss, {"spring": loss.item(), "triplets": float(count)}
 
     def project(self, h: torch.Tensor) -> torch.Tensor:

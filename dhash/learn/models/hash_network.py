@@ -29,7 +29,7 @@ class HashNetwork(nn.Module):
         features = self.backbone(x)
         h = self.hash_head(features) if self.hash_head is not None else features
         logits = self.classifier(features) if self.classifier is not None else None
-        return NetOutput(h=h, logits=logits, features=features)
+        return NetOutput(h=h, logits=logits)
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the (possibly pretrained) backbone."""
