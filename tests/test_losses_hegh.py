@@ -11,6 +11,7 @@ from dhash.learn.methods.dsh import DSH, DSHParams
 from dhash.learn.methods.hegh import HEGH, HEGHParams, hardness, normalise_per_kind
 
 STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
+FEATURES = HEGHParams(classifier="features")  # logits from the network's head on the backbone features
 
 
 def one_hot(classes: list[int], c: int) -> torch.Tensor:
@@ -28,7 +29,7 @@ def test_gamma_zero_reduces_to_the_plain_dsh_pair_loss():
     torch.manual_seed(0)
     b, logits = torch.randn(10, 12), torch.randn(10, 4) * 3
     labels = one_hot([0, 1, 2, 3, 0, 1, 2, 3, 0, 0], 4)
-    loss, parts = HEGH(12, 4, HEGHParams(gamma=0.0)).loss(NetOutput(h=b, logits=logits), labels, STATE)
+    loss, parts = HEGH(12, 4, HEGHParams(gamma=0.0, classifier="features")).loss(NetOutput(h=b, logits=logits), labels, STATE)
     dsh_loss, dsh_parts = DSH(12, 4, DSHParams(margin=2.0, alpha=0.01)).loss(NetOutput(h=b), labels, STATE)
     assert parts["pair"] == pytest.approx(dsh_parts["pair"], rel=1e-6)
     expected_class = (labels - torch.sigmoid(logits)).pow(2).sum(1).mean()
@@ -90,7 +91,7 @@ def test_hegh_matches_numpy_transcription(gamma, normalise):
     rng = np.random.default_rng(1)
     b, logits = rng.normal(size=(7, 6)), rng.normal(size=(7, 3)) * 2
     labels = np.eye(3)[[0, 1, 2, 0, 1, 1, 2]]
-    loss, _ = HEGH(6, 3, HEGHParams(gamma=gamma, normalise=normalise)).loss(
+    loss, _ = HEGH(6, 3, HEGHParams(gamma=gamma, normalise=normalise, classifier="features")).loss(
         NetOutput(h=torch.tensor(b), logits=torch.tensor(logits)), torch.tensor(labels), STATE
     )
     assert loss.item() == pytest.approx(numpy_hegh(b, logits, labels, gamma, 6, normalise), rel=1e-6)
@@ -98,7 +99,7 @@ def test_hegh_matches_numpy_transcription(gamma, normalise):
 
 def test_hard_pairs_weigh_more_than_easy_pairs():
     """Eq. 4 as printed: same codes, same pair loss, but the pair the classifier gets wrong dominates once γ > 0."""
-    printed = HEGHParams(normalise=False)
+    printed = HEGHParams(normalise=False, classifier="features")
     b = torch.tensor([[1.0, 1.0], [-1.0, 1.0]])  # a similar pair at distance 4
     labels = one_hot([0, 0], 2)
     confident = torch.tensor([[4.0, -4.0], [4.0, -4.0]])
@@ -135,7 +136,7 @@ def test_hardness_weight_carries_no_gradient_to_the_classifier():
     b = torch.randn(6, 8, requires_grad=True)
     logits = torch.randn(6, 3, requires_grad=True)
     labels = one_hot([0, 1, 2, 0, 1, 2], 3)
-    loss, _ = HEGH(8, 3).loss(NetOutput(h=b, logits=logits), labels, STATE)
+    loss, _ = HEGH(8, 3, FEATURES).loss(NetOutput(h=b, logits=logits), labels, STATE)
     (grad_logits,) = torch.autograd.grad(loss, logits)
     cls = (labels - torch.sigmoid(logits)).pow(2).sum(1).mean()
     (expected,) = torch.autograd.grad(cls, logits)
@@ -148,7 +149,7 @@ def test_gradients_finite_and_loss_nonnegative(scale):
     b = (torch.randn(8, 16) * scale).requires_grad_()
     logits = (torch.randn(8, 4) * scale).requires_grad_()
     labels = one_hot([0, 1, 2, 3] * 2, 4)
-    loss, _ = HEGH(16, 4).loss(NetOutput(h=b, logits=logits), labels, STATE)
+    loss, _ = HEGH(16, 4, FEATURES).loss(NetOutput(h=b, logits=logits), labels, STATE)
     loss.backward()
     assert torch.isfinite(loss) and loss.item() >= 0
     assert torch.isfinite(b.grad).all() and torch.isfinite(logits.grad).all()
@@ -159,10 +160,48 @@ def test_zero_in_the_ideal_configuration():
     classes = [0, 1, 2, 2, 1, 0]
     labels = one_hot(classes, 3)
     logits = (labels * 2 - 1) * 100  # the classifier is certain and right: σ = 1 / 0 exactly
-    loss, _ = HEGH(4, 3).loss(NetOutput(h=codes[classes], logits=logits), labels, STATE)
+    loss, _ = HEGH(4, 3, FEATURES).loss(NetOutput(h=codes[classes], logits=logits), labels, STATE)
     assert loss.item() == 0.0
 
 
 def test_missing_classifier_head_is_a_clear_error():
     with pytest.raises(DHashError, match="classification head"):
-        HEGH(4, 2).loss(NetOutput(h=torch.zeros(2, 4)), one_hot([0, 1], 2), STATE)
+        HEGH(4, 2, FEATURES).loss(NetOutput(h=torch.zeros(2, 4)), one_hot([0, 1], 2), STATE)
+
+
+def test_paper_placement_is_the_default_and_reads_the_codes():
+    """Section 3.1: the classification layer sits on the binary-like outputs b (no head on the features)."""
+    from dhash.learn.runtime import build_network
+
+    assert HEGHParams().classifier == "codes"
+    net = build_network("small-cnn", {}, 8, HEGH, 3)
+    assert net.classifier is None
+    assert build_network("small-cnn", {}, 8, HEGH, 3, params=FEATURES).classifier is not None
+    rng = np.random.default_rng(4)
+    b, labels = rng.normal(size=(7, 6)), np.eye(3)[[0, 1, 2, 0, 1, 1, 2]]
+    method = HEGH(6, 3)
+    w, c = method.readout.weight.detach().numpy(), method.readout.bias.detach().numpy()
+    loss, _ = method.loss(NetOutput(h=torch.tensor(b, dtype=torch.float32)), torch.tensor(labels), STATE)
+    expected = numpy_hegh(b, b @ w.T + c, labels, 1.0, 6, False)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_with_the_paper_placement_the_classification_loss_reaches_the_codes():
+    torch.manual_seed(6)
+    labels = one_hot([0, 1, 2, 0, 1, 2], 3)
+    b = torch.randn(6, 8, requires_grad=True)
+    method = HEGH(8, 3, HEGHParams(mu=1.0, gamma=0.0))
+    loss, _ = method.loss(NetOutput(h=b), labels, STATE)
+    no_class = HEGH(8, 3, HEGHParams(mu=0.0, gamma=0.0))
+    no_class.load_state_dict(method.state_dict())
+    loss0, _ = no_class.loss(NetOutput(h=b), labels, STATE)
+    (g,), (g0,) = torch.autograd.grad(loss, b), torch.autograd.grad(loss0, b)
+    cls = (labels - torch.sigmoid(method.readout(b))).pow(2).sum(1).mean()
+    (expected,) = torch.autograd.grad(cls, b)
+    torch.testing.assert_close(g - g0, expected)
+    assert expected.abs().sum() > 0
+
+
+def test_unknown_placement_is_a_clear_error():
+    with pytest.raises(DHashError, match="classifier=head"):
+        HEGH(4, 2, HEGHParams(classifier="head"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dhash.learn.methods import NetOutput, TrainState, get_method
+from dhash.learn.methods import NetOutput, TrainState, get_method, parse_params
 
 # method/labels/step: (loss, Σ|∂loss/∂h|, Σ|∂loss/∂logits|) of the code before the pair-loss base
 PINNED = {
@@ -24,6 +24,7 @@ PINNED = {
     "hegh/multi/0": (6.16743803024292, 4.957464694976807, 1.2036871910095215),
     "sdsh/multi/0": (0.6245836019515991, 0.5467345714569092, 0.0),
 }
+PARAMS = {"hegh": {"classifier": "features"}}  # the placement the pinned values were measured with
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -46,7 +47,8 @@ def test_loss_and_gradients_equal_the_code_before_the_pair_base(key):
     labels = data[kind]
     k, c = data["h"].shape[1], labels.shape[1]
     torch.manual_seed(1)  # the classifier's read-out layer and DPSH's bank draw from here
-    method = get_method(name)(k, c)
+    cls = get_method(name)
+    method = cls(k, c, parse_params(cls, PARAMS.get(name, {})))
     h = data["h"].clone().requires_grad_(True)
     logits = data["logits"].clone().requires_grad_(True)
     items = None

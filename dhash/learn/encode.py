@@ -48,9 +48,11 @@ class Encoder:
             self.input_spec = InputSpec(**record["input_spec"])
             method_cls = get_method(record["method"])
             num_classes = int(record["num_classes"])
-            self.method = method_cls(self.bits, num_classes, parse_params(method_cls, record["params"]))
+            params = parse_params(method_cls, record["params"])
+            self.method = method_cls(self.bits, num_classes, params)
             backbone = record["backbone"]
-            self.network = build_network(backbone["name"], backbone["options"], self.bits, method_cls, num_classes)
+            self.network = build_network(backbone["name"], backbone["options"], self.bits, method_cls, num_classes,
+                                         params=params)
             self.network.load_state_dict(record["network"])
             self.method.load_state_dict(record["method_state"])
         except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:  # DHashError: a ValueError

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import DHashError
-from .methods import Method
+from .methods import Method, Params
 from .models import HashNetwork, build_backbone
 
 
@@ -33,12 +33,13 @@ def make_progress(enabled: bool, console: Console | None = None, *fields: str) -
 
 
 def build_network(backbone: str, options: dict[str, Any], bits: int, method: type[Method], num_classes: int,
-                  pretrained: bool = False, weights: str | None = None) -> HashNetwork:
-    """The network a method trains: backbone, hash head unless the method codes features, classifier if needed."""
+                  pretrained: bool = False, weights: str | None = None, params: Params | None = None) -> HashNetwork:
+    """The network a method trains: backbone, hash head unless the method codes features, classifier if
+    the method with ``params`` (default: its defaults) needs one."""
     return HashNetwork(
         build_backbone(backbone, pretrained=pretrained, weights=weights, **options),
         bits,
-        num_classes=num_classes if method.needs_classifier else None,
+        num_classes=num_classes if method.network_classifier(params or method.params_cls()) else None,
         hash_head=method.uses_hash_head,
     )
 

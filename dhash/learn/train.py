@@ -271,9 +271,10 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
 
     bits, num_classes = config["bits"], source.num_classes
     _seed_all(config["seed"])
+    params = parse_params(method_cls, config["params"])
     net = build_network(config["backbone"], config["backbone_options"], bits, method_cls, num_classes,
-                        config["pretrained"], config["weights"]).to(device, memory_format=torch.channels_last)
-    method = method_cls(bits, num_classes, parse_params(method_cls, config["params"])).to(device)
+                        config["pretrained"], config["weights"], params).to(device, memory_format=torch.channels_last)
+    method = method_cls(bits, num_classes, params).to(device)
     validation = _Validation(source, split, config["seed"])
     if method_cls.trainable:
         with make_progress(progress, console, "loss {task.fields[loss]:.4f}", "{task.fields[ips]:,.0f} img/s") as bar, \

@@ -48,7 +48,7 @@ class Method(nn.Module):
 
     Class attributes a method sets:
       name: registry name (``--method``); paper: citation line; params_cls: its ``Params`` dataclass;
-      needs_classifier: the network must provide ``logits``; trainable: False for closed-form methods
+      needs_classifier: the method uses a classifier (``network_classifier`` says whether the network must provide ``logits``); trainable: False for closed-form methods
       (LSH, ITQ) that implement ``fit`` instead of ``loss``; uses_hash_head: False when codes come
       straight from backbone features (LSH, ITQ);
       train_defaults: training settings the paper recommends, applied unless the user sets them.
@@ -71,6 +71,12 @@ class Method(nn.Module):
     def loss(self, out: NetOutput, labels: torch.Tensor, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the scalar loss for a batch (``labels`` multi-hot float, B × C) and its named parts."""
         raise NotImplementedError(f"{self.name} has no gradient loss")
+
+    @classmethod
+    def network_classifier(cls, params: Params) -> bool:
+        """Whether the network needs a classification head on the backbone features (``logits``) for
+        ``params``. Default: ``needs_classifier``."""
+        return cls.needs_classifier
 
     def begin_training(self, labels: torch.Tensor) -> None:
         """Called before gradient training with the labels of all N training items (N × C, float, on the

@@ -20,6 +20,13 @@ Eq. 3 gives exactly this when read with Eq. 1's convention (Y = 1 dissimilar). (
 belief in its partner's label instead makes dissimilar weights vanish quadratically as the classifier
 improves, and the codes collapse to a single one on Fashion-MNIST.)
 
+Where the classifier sits (Section 3.1, Fig. 2): "a full connection layer [...] is added at the end to
+assist binary-like output", as in DSDH — a linear layer on the binary-like outputs b, so that Eq. 2's
+classification loss shapes the codes and the confidences p of Eq. 3–4 are those of a classifier that
+reads the codes. That is the default (``classifier=codes``); ``classifier=features`` puts it on the
+backbone features beside the hash layer (dhash's placement before 2026-12-06), where Eq. 2 trains the
+backbone but not the hash layer.
+
 dhash's choices: per-label sigmoid probabilities (labels are multi-hot; NUS-WIDE in the paper is
 multi-label); P is a weight, so no gradient flows through it (the classifier learns from Eq. 2);
 the paper's N_p random pairs are all pairs i ≠ j of the batch, and its sums are means
@@ -40,6 +47,8 @@ from typing import ClassVar
 
 import torch
 
+from torch import nn
+
 from ...errors import DHashError
 from .base import Params, TrainState
 from .dsh import batch_pair_loss
@@ -52,6 +61,7 @@ class HEGHParams(Params):
     margin: float = field(default=2.0, metadata={"help": "margin m_c for dissimilar pairs as a multiple of bits (paper: m_c = 2k)"})
     lam: float = field(default=0.01, metadata={"help": "weight λ of the L1 regulariser ‖|b|−1‖₁ (paper: 0.01, Eq. 5)"})
     mu: float = field(default=1.0, metadata={"help": "weight μ of the classification loss (paper: 1, Eq. 6)"})
+    classifier: str = field(default="codes", metadata={"help": "where the classification layer sits: codes (paper, Section 3.1: on the binary-like outputs b) or features (on the backbone features beside the hash layer)"})
     normalise: bool = field(default=False, metadata={"help": "rescale the weights of similar and of dissimilar pairs to mean 1 in each batch (dhash's option for very short runs; false = Eq. 4 as printed)"})
 
 
@@ -90,17 +100,34 @@ class HEGH(PairMethod):
     # the paper gives no optimiser settings; 12 epochs (dhash's choice): the CBAM CNN is 2.3x slower than
     # small-cnn, so this fits the 10-minute budget of 28 small-cnn epochs on 2 cores
     train_defaults: ClassVar[dict] = {"epochs": 12}
+    placements: ClassVar[tuple[str, ...]] = ("codes", "features")
+
+    def __init__(self, bits: int, num_classes: int, params: HEGHParams | None = None) -> None:
+        super().__init__(bits, num_classes, params)
+        if self.params.classifier not in self.placements:
+            raise DHashError(f"--param classifier={self.params.classifier}: choose from {', '.join(self.placements)}")
+        self.readout = nn.Linear(bits, num_classes) if self.params.classifier == "codes" else None
+
+    @classmethod
+    def network_classifier(cls, params: HEGHParams) -> bool:
+        return params.classifier == "features"
+
+    def _logits(self, h: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+        """Classification logits: the read-out of the codes, or the network's head on the features."""
+        if self.readout is not None:
+            return self.readout(h)
+        if logits is None:
+            raise DHashError("hegh with classifier=features needs a classification head: build the network with num_classes")
+        return logits
 
     def pair_loss(self, pairs: Pairs, state: TrainState) -> tuple[torch.Tensor, dict[str, float]]:
         rows, cols = pairs.rows, pairs.cols
-        if rows.logits is None or cols.logits is None:
-            raise DHashError("hegh needs a classification head: build the network with num_classes")
         p = self.params
         labels = rows.labels.to(rows.h.dtype)
-        probs = torch.sigmoid(rows.logits)
+        probs = torch.sigmoid(self._logits(rows.h, rows.logits))
         s = pairs.similarity()
         with torch.no_grad():
-            col_probs = probs if cols is rows else torch.sigmoid(cols.logits)
+            col_probs = probs if cols is rows else torch.sigmoid(self._logits(cols.h, cols.logits))
             weight = (hardness(probs, labels, s) * hardness(col_probs, cols.labels, s, column=True)).pow(p.gamma)
             if p.normalise:
                 weight = normalise_per_kind(weight, s, pairs.mask().to(s.dtype), pairs)
