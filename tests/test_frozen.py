@@ -84,6 +84,9 @@ def test_cache_is_reused_by_a_later_run_and_by_encode(photos, frozen_run, tmp_pa
     again = train(photos, tmp_path / "again", "frozen", "--feature-cache", frozen_run / "features.h5", "--bits", "24")
     metrics = json.loads((again / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["features"] == {**metrics["features"], "items": 30, "computed": 0}
+    stamp = (frozen_run / "features.h5").stat().st_mtime_ns
+    dhash("train", "-o", again, "--resume", "--threads", "1")  # every epoch done: reads the cache, saves the model
+    assert (frozen_run / "features.h5").stat().st_mtime_ns == stamp and (again / "model.pt").is_file()
     # encode: the 30 training and validation images come from the cache, the 6 others are computed and added
     dhash("encode", photos, "--model", frozen_run / "model.pt", "--split", "database", "-o", tmp_path / "db.h5",
           "--workers", "0", "--threads", "1")
