@@ -268,8 +268,8 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
     net = build_network(config["backbone"], config["backbone_options"], bits, method_cls, num_classes,
                         config["pretrained"], config["weights"]).to(device, memory_format=torch.channels_last)
     method = method_cls(bits, num_classes, parse_params(method_cls, config["params"])).to(device)
-    full = net  # what model.pt saves; training may see only its heads over cached features (dhash.learn.frozen)
-    net, data, data_split, loop = prepare_training(config, run, source, split, net, device, progress, console)
+    # training may see only the heads over cached features; export gives the full network (dhash.learn.frozen)
+    net, data, data_split, loop, export = prepare_training(config, run, source, split, net, device, progress, console)
     validation = _Validation(data, data_split, config["seed"])
     if method_cls.trainable:
         with make_progress(progress, console, "loss {task.fields[loss]:.4f}", "{task.fields[ips]:,.0f} img/s") as bar, \
@@ -281,7 +281,8 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         best = validation.best
         if best is not None and best["epoch"] != epochs:  # the last epoch is not the one kept: save it too
             report = _post_train(loop, run, data, data_split, net, method, device, progress, console)
-            save_model(run.last, _record(config, run, source, split, full, method, device, epochs, steps, seconds, report))
+            save_model(run.last, _record(config, run, source, split, export(net), method, device, epochs, steps, seconds,
+                                         report))
             net.load_state_dict(best["network"])
             method.load_state_dict(best["method"])
         report = _post_train(loop, run, data, data_split, net, method, device, progress, console)
@@ -290,7 +291,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         features = _outputs(net, data, data_split.train, device, loop["workers"], progress, console, "Features")
         method.fit(features, data.labels[data_split.train], config["seed"])
         epochs, steps, seconds, report = 0, 0, time.perf_counter() - started, {}
-    save_model(run.model, _record(config, run, source, split, full, method, device, epochs, steps, seconds, report,
+    save_model(run.model, _record(config, run, source, split, export(net), method, device, epochs, steps, seconds, report,
                                   None if validation.best is None else
                                   {k: validation.best[k] for k in ("epoch", "val_map")}))
     return run.model
