@@ -16,7 +16,7 @@ is its user + system time (on a shared machine the wall clock also counts waitin
 its features from scratch (a cold cache).
 
     python benchmarks/bench_frozen.py                                   # frozen (default size) vs finetune
-    python benchmarks/bench_frozen.py --modes frozen --sizes 64 96 128 224   # mAP against input size
+    python benchmarks/bench_frozen.py --modes frozen --sizes 64 96 128 224 --views none   # mAP against input size
     python benchmarks/bench_frozen.py --modes finetune --finetune-epochs 2   # a shorter finetune run
     python benchmarks/bench_frozen.py --data photos/ --train-per-class 100 --queries-per-class 20
 """
@@ -92,7 +92,8 @@ def cell(data: Path, out: Path, mode: str, size: int | None, views: str, epochs:
     train_s, train_cpu = run(["train", "--config", config, "--data", data, "--method", opts.method, "--bits", opts.bits,
                    "--protocol", "per-class", "--queries-per-class", opts.queries_per_class,
                    "--train-per-class", opts.train_per_class, "--epochs", epochs, "--backbone-mode", mode,
-                   "--threads", opts.threads, "-o", run_dir])
+                   "--threads", opts.threads, "-o", run_dir,
+                   *(["--feature-cache", opts.feature_cache] if opts.feature_cache and mode == "frozen" else [])])
     encode_s = 0.0
     for split in ("query", "database"):
         encode_s += run(["encode", data, "--model", run_dir / "model.pt", "--split", split, "--threads", opts.threads,
@@ -100,12 +101,12 @@ def cell(data: Path, out: Path, mode: str, size: int | None, views: str, epochs:
     q, db = read_code_file(out / "query.h5"), read_code_file(out / "database.h5")
     score = mean_average_precision(q.codes, db.codes, q.labels, db.labels, q.bits, top_k=None, ties="stable")
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    features = next((m["features"]["seconds"] for m in metrics if "features" in m), None)
+    features = next((m["features"] for m in metrics if "features" in m), None)
     config = json.loads((run_dir / "config.json").read_text())
     return {
         "data": data.name, "mode": mode, "input px": config["backbone_options"].get("input_size", 224),
         "views": views if mode == "frozen" else "-", "epochs": epochs, "train s": round(train_s, 1), "train CPU s": round(train_cpu, 1),
-        "features s": features, "encode s": round(encode_s, 1), "total s": round(train_s + encode_s, 1),
+        "features s": features and features["seconds"], "computed": features and features["computed"], "encode s": round(encode_s, 1), "total s": round(train_s + encode_s, 1),
         "mAP@all": round(float(score), 4), "queries": len(q), "database": len(db),
         "load before": load_before, "load after": load_average(),  # 1, 5 and 15 minutes
     }
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=300)
     parser.add_argument("--queries-per-class", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--feature-cache", type=Path, help="frozen: one feature cache shared by the cells (warm after "
+                        "the first cell of each input size: then 'features s' no longer includes the extraction)")
     parser.add_argument("-o", "--output", type=Path, help="CSV file of the rows")
     opts = parser.parse_args()
     opts.workdir.mkdir(parents=True, exist_ok=True)

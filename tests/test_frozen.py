@@ -206,3 +206,48 @@ def test_preloaded_images_equal_the_decoded_files(photos):
     lazy, kept = ImageDataset(source, idx, transform), ImageDataset(memory, None, transform)
     for k in range(len(idx)):
         assert torch.equal(lazy[k][0], kept[k][0]) and torch.equal(lazy[k][1], kept[k][1])
+
+
+def test_default_mode_and_input_size_follow_device_backbone_and_images(photos):
+    from dhash.learn.config import input_size_for, resolve, resolve_for_data
+    from dhash.learn.frozen import resolve_backbone_mode
+
+    folder = load_source(str(photos))
+    config = resolve_for_data(resolve({"data": str(photos), "method": "dha"}), folder, get_method("dha"))
+    assert config["backbone"] == "efficientnet-lite0" and config["pretrained"]
+    assert config["backbone_options"]["input_size"] == input_size_for(28) == 128  # 28-px PNGs: not upscaled to 224
+    assert [input_size_for(side) for side in (8, 32, 40, 56, 500)] == [96, 128, 160, 224, 224]
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_backbone_mode(config, folder, cpu, resume=False) == "frozen"
+    assert resolve_backbone_mode(config, folder, cuda, resume=False) == "finetune"
+    assert resolve_backbone_mode(config, folder, cpu, resume=True) == "finetune"  # a run from before the setting
+    assert resolve_backbone_mode({**config, "pretrained": False}, folder, cpu, resume=False) == "finetune"
+    assert resolve_backbone_mode({**config, "backbone_mode": "finetune"}, folder, cpu, resume=False) == "finetune"
+    fashion = load_source("fashion-mnist")
+    in_memory = resolve_for_data(resolve({"data": "fashion-mnist", "method": "dha", "backbone": "efficientnet-lite0",
+                                          "pretrained": True}), fashion, get_method("dha"))
+    assert in_memory["backbone_options"]["input_size"] == 128
+    assert resolve_backbone_mode(in_memory, fashion, cpu, resume=False) == "finetune"  # explicit frozen works too
+
+
+def test_frozen_closed_form_method_on_an_in_memory_data_set(tmp_path):
+    """ITQ on cached features of Fashion-MNIST items (keyed by the data set's fingerprint and index)."""
+    config = tmp_path / "c.toml"
+    config.write_text("[backbone_options]\ninput_size = 64\n")
+    run = tmp_path / "itq"
+    dhash("train", "--config", config, "--data", "fashion-mnist", "--limit", "40", "--method", "itq", "--bits", "8",
+          "--backbone", "efficientnet-lite0", "--pretrained", "--backbone-mode", "frozen", "--threads", "1", "-o", run)
+    fashion = load_source("fashion-mnist")
+    with h5py.File(run / "features.h5", "r") as f:
+        (group,) = f
+        keys = list(f[group]["flip"]["keys"].asstr()[()])
+    assert len(keys) == 40 and all(k.startswith(fashion.fingerprint() + ":") for k in keys)
+    record = torch.load(run / "model.pt", weights_only=True)
+    assert record["config"]["backbone_mode"] == "frozen" and "hash_head.weight" not in record["network"]
+    from dhash.learn.encode import load_model
+
+    encoder = load_model(run / "model.pt", "cpu")
+    train = record["split"]["train"].numpy()[:8]
+    cached = encoder.encode_source(fashion, train)  # from the cache
+    direct = encoder.encode_source(fashion, train, use_cache=False)  # through the full network
+    assert np.mean(cached.codes == direct.codes) > 0.95
