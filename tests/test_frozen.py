@@ -58,7 +58,7 @@ def train(photos: Path, out: Path, mode: str, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def frozen_run(photos, tmp_path_factory) -> Path:
-    return train(photos, tmp_path_factory.mktemp("runs") / "frozen", "frozen")
+    return train(photos, tmp_path_factory.mktemp("runs") / "frozen", "frozen", "--cached-views", "flip")
 
 
 def small_net():
@@ -240,7 +240,8 @@ def test_frozen_closed_form_method_on_an_in_memory_data_set(tmp_path):
     fashion = load_source("fashion-mnist")
     with h5py.File(run / "features.h5", "r") as f:
         (group,) = f
-        keys = list(f[group]["flip"]["keys"].asstr()[()])
+        assert list(f[group]) == ["plain"]  # the default caches no flipped views
+        keys = list(f[group]["plain"]["keys"].asstr()[()])
     assert len(keys) == 40 and all(k.startswith(fashion.fingerprint() + ":") for k in keys)
     record = torch.load(run / "model.pt", weights_only=True)
     assert record["config"]["backbone_mode"] == "frozen" and "hash_head.weight" not in record["network"]

@@ -6,7 +6,8 @@ images decoded in ``DataLoader`` workers, a progress bar) and kept in the featur
 setting), from where later epochs, ``--resume``, later runs and ``dhash encode`` read them. Training then
 runs on the features: the network it sees is the hash head (and classifier head) over ``CachedViews``,
 which draws one of each image's cached views per step (``cached_views = "flip"``: the image or its
-mirror, the head's augmentation), takes the plain view to evaluate and standardises the features with
+mirror, the head's augmentation; not the default: it doubles the extraction and gained nothing on
+Fashion-MNIST, see the README), takes the plain view to evaluate and standardises the features with
 the training set's statistics (dhash's choice); on the CPU with one thread. The trained heads, the
 standardisation folded in, are written into the full network, so ``model.pt`` holds the full network,
 backbone unchanged, and encodes new images.

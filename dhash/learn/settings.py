@@ -100,8 +100,9 @@ class Settings:
         "a little lower mAP); finetune: the whole network trains (best mAP, slow without a GPU)  "
         "[default: frozen on the CPU for pretrained backbones on folders and list files, else finetune]",
         choices=("frozen", "finetune"))
-    cached_views: str = setting("flip", "frozen: views cached per training image (flip: also its mirror, "
-                                "drawn at random as augmentation)", choices=("none", "flip"), show_default=True)
+    cached_views: str = setting("none", "frozen: views cached per training image (flip: also its mirror, "
+                                "drawn at random as augmentation; twice the extraction time)", choices=("none", "flip"),
+                                show_default=True)
     feature_cache: str | None = setting(None, "frozen: the feature cache file, to share it between runs  "
                                         "[default: features.h5 in the run folder]", runtime=True,
                                         cli={"type": "file"})
