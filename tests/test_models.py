@@ -90,7 +90,7 @@ def test_imagenet_backbones_have_a_fixed_input():
     """Only the small networks take size / channel hints from the data; the ImageNet ones always see 224 px RGB."""
     for name in ("alexnet", "vgg16", "resnet18", "resnet50"):
         assert backbone_options(name) == {}
-    assert backbone_options("efficientnet-lite0") == {"imagenet_head": False}
+    assert backbone_options("efficientnet-lite0") == {"imagenet_head": False, "input_size": 224}
     assert backbone_options("small-cnn").keys() >= {"in_channels", "size"}
 
 

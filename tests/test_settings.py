@@ -24,7 +24,7 @@ def test_every_setting_with_an_option_is_a_train_option():
 def test_defaults_and_key_sets_come_from_the_fields():
     assert list(DEFAULTS) == [f.name for f in dataclasses.fields(Settings)]
     assert DEFAULTS["bits"] == 32 and DEFAULTS["params"] == {} and DEFAULTS["params"] is not Settings().params
-    assert set(RUNTIME_KEYS) == {"device", "precision", "workers", "threads", "data_dir"}
+    assert set(RUNTIME_KEYS) == {"device", "precision", "workers", "threads", "data_dir", "feature_cache"}
     assert set(TRAIN_DEFAULT_KEYS) == {"optimizer", "lr", "weight_decay", "momentum", "batch_size", "epochs",
                                        "lr_decay", "lr_step", "lr_gamma", "head_lr_mult"}
 

@@ -17,7 +17,9 @@ Settings left ``None`` are chosen from the data by ``resolve_for_data``:
     and ImageNet-pretrained ``efficientnet-lite0`` for image folders and list files; closed-form
     methods (LSH, ITQ) get ``pixels`` instead of an untrained ``small-cnn``;
   - pretrained: true only when the backbone was chosen by that rule and is ``efficientnet-lite0``;
-  - backbone options ``in_channels`` / ``size`` (small networks): from the images;
+  - backbone options ``in_channels`` / ``size`` (small networks): from the images; ``input_size``
+    (efficientnet-lite0): from the images' typical shorter side (``input_size_for``: small images are
+    not upscaled to 224 px);
   - workers: 0 for in-memory data, ``min(8, CPUs − 1)`` (at least 1) for image files.
 """
 from __future__ import annotations
@@ -30,8 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DHashError
+from .data.imagefiles import typical_side
 from .runtime import default_workers
 from .settings import DEFAULTS, TRAIN_DEFAULT_KEYS, check_settings
+
+# input size of efficientnet-lite0 (see input_size_for): chosen from the mAP measured against input size
+# (README, "Your own data": Fashion-MNIST PNGs, frozen features)
+UPSCALE, MIN_INPUT, MAX_INPUT = 4, 96, 224
+
 
 def read_config_file(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
     """Read and check a TOML config file (top-level keys = option names, plus ``[params]``).
@@ -83,6 +91,12 @@ def resolve(cli: dict[str, Any], file: dict[str, Any] | None = None) -> dict[str
     return config
 
 
+def input_size_for(side: int) -> int:
+    """The input size of a resizable backbone (efficientnet-lite0) for images whose shorter side is ``side`` px:
+    ``UPSCALE`` times the side, rounded up to a multiple of 32, between ``MIN_INPUT`` and ``MAX_INPUT``."""
+    return min(MAX_INPUT, max(MIN_INPUT, -(-side * UPSCALE // 32) * 32))
+
+
 def resolve_for_data(config: dict[str, Any], source: Any, method: type) -> dict[str, Any]:
     """Fill the settings left to the data (protocol, backbone, pretrained, backbone options, workers)."""
     from .models import backbone_options
@@ -116,8 +130,11 @@ def resolve_for_data(config: dict[str, Any], source: Any, method: type) -> dict[
             hints["size"] = int(source.images.shape[1])
     else:
         hints = {"in_channels": 3}
+    if source.kind != "features":
+        side = min(source.images.shape[1:3]) if source.kind == "images" else typical_side(source.paths)
+        hints["input_size"] = None if side is None else input_size_for(side)
     for key, value in hints.items():
-        if key in known:
+        if key in known and value is not None:
             options.setdefault(key, value)
     if config["cbam"] is not None:
         if "cbam" not in known:

@@ -19,6 +19,7 @@ from rich.console import Console
 from ..search.codes import CodeFile, pack_codes
 from .data import ImageDataset, Source, build_transform, load_source
 from ..errors import DHashError
+from .frozen import cached_forward, model_cache
 from .methods import get_method, parse_params
 from .models import InputSpec
 from .distributed import Processes, encode_shards
@@ -117,25 +118,34 @@ class Encoder:
     def encode_source(self, source: Source, indices: Sequence[int] | np.ndarray | None = None, batch_size: int = 256,
                       progress: bool = False, strict: bool = False, workers: int = 0, threads: int | None = None,
                       split: str | None = None, console: Console | None = None,
-                      processes: Processes = Processes()) -> CodeFile:
+                      processes: Processes = Processes(), use_cache: bool = True) -> CodeFile:
         """Encode ``source[indices]`` (all items by default) into a ``CodeFile`` with labels, ids and provenance.
 
         Unreadable images are skipped and listed in ``attrs["unreadable"]`` (an error if ``strict``).
         Under torchrun (``processes``) each process encodes a contiguous share and every process
-        returns the whole file, in item order (progress shows rank 0's share).
+        returns the whole file, in item order (progress shows rank 0's share). A model trained with a
+        frozen backbone reads and extends its feature cache, unless not ``use_cache`` or several processes run.
         """
         self.check_source(source)
         idx = np.arange(len(source), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
         if self.device.type == "cpu":
             set_cpu_threads(threads)
+        cache = (model_cache(self.record, self.path)
+                 if use_cache and processes.world == 1 and source.kind != "features" else None)
 
         def encode(share: slice) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[int, str]]]:
-            dataset = ImageDataset(source, idx[share], build_transform(self.input_spec, train=False))
+            part = idx[share]
             codes, kept, failures = [], [], []
+            description = f"Encoding {split or 'items'}"
             try:
                 with make_progress(progress and processes.main, console) as bar:
-                    batches = forward_batches(self.network, dataset, self.device, batch_size, workers, failures, bar,
-                                              f"Encoding {split or 'items'}")
+                    if cache is not None:
+                        batches = cached_forward(self.network, source, part, cache, self.device, batch_size, workers,
+                                                 failures, bar, description)
+                    else:
+                        dataset = ImageDataset(source, part, build_transform(self.input_spec, train=False))
+                        batches = forward_batches(self.network, dataset, self.device, batch_size, workers, failures,
+                                                  bar, description)
                     for positions, out in batches:
                         codes.append(self._codes(out))
                         kept.append(positions.numpy() + share.start)
@@ -186,7 +196,7 @@ def encode_image_files(model_path: str | os.PathLike, paths: Sequence[str | os.P
             raise DHashError(f"{f}: no such image file")
     encoder = load_model(model_path, device)
     source = Source(name="images", paths=files, ids=files)
-    return encoder.encode_source(source, strict=True).codes, encoder.bits
+    return encoder.encode_source(source, strict=True, use_cache=False).codes, encoder.bits
 
 
 def encode_run_splits(model_path: str | os.PathLike, data: str | None = None, device: str = "auto",

@@ -10,6 +10,7 @@ Contents of the folder:
                  grad scaler, epoch, step), replaced atomically every epoch
   model.pt       the trained model (``MODEL_FORMAT``): plain Python values and tensors only, so it
                  loads with ``torch.load(path, weights_only=True)``
+  features.h5    ``--backbone-mode frozen``: the feature cache (``dhash.learn.data.feature_cache``)
 
 Random state is not stored: every epoch reseeds its shuffling and augmentation from ``(seed, epoch)``,
 so a resumed run repeats exactly what an uninterrupted one does.

@@ -95,6 +95,17 @@ class Settings:
     backbone_options: dict[str, Any] = setting({}, "backbone options (a [backbone_options] table)", option=False)
     pretrained: bool | None = setting(None, "Start from ImageNet weights.", cli={"decls": ("--pretrained/--no-pretrained",)})
     weights: str | None = setting(None, "Backbone weights (state-dict file) to start from.", cli={"type": "file"})
+    backbone_mode: str | None = setting(
+        None, "frozen: backbone features computed once and cached, only the heads train (minutes on a CPU, "
+        "a little lower mAP); finetune: the whole network trains (best mAP, slow without a GPU)  "
+        "[default: frozen on the CPU for pretrained backbones on folders and list files, else finetune]",
+        choices=("frozen", "finetune"))
+    cached_views: str = setting("none", "frozen: views cached per training image (flip: also its mirror, "
+                                "drawn at random as augmentation; twice the extraction time)", choices=("none", "flip"),
+                                show_default=True)
+    feature_cache: str | None = setting(None, "frozen: the feature cache file, to share it between runs  "
+                                        "[default: features.h5 in the run folder]", runtime=True,
+                                        cli={"type": "file"})
     cbam: bool | None = setting(None, "cbam-cnn with or without its CBAM modules (HEGH ablation).",
                                 cli={"decls": ("--cbam/--no-cbam",)})
     no_pretrain: bool = setting(False, "expo: skip classification pre-training.", cli={"is_flag": True})

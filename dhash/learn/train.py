@@ -57,6 +57,7 @@ from .distributed import Processes
 from .run import Run, plain, save_model
 from .settings import DEFAULTS, RUNTIME_KEYS, check_settings
 from .runtime import build_network, forward_batches, make_progress, resolve_precision, set_cpu_threads
+from .frozen import prepare_training, resolve_backbone_mode
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -255,6 +256,7 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
         raise DHashError(f"{config['data']}: has no labels; training needs labelled data")
     method_cls = get_method(config["method"])
     config = resolve_for_data(config, source, method_cls)
+    config["backbone_mode"] = resolve_backbone_mode(config, source, device, resume, processes.world)
     if resume and run.split.exists():
         split = Split.load(run.split)
         split.check(source)
@@ -275,14 +277,17 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
     net = build_network(config["backbone"], config["backbone_options"], bits, method_cls, num_classes,
                         config["pretrained"], config["weights"], params).to(device, memory_format=torch.channels_last)
     method = method_cls(bits, num_classes, params).to(device)
-    validation = _Validation(source, split, config["seed"])
+    # training may see only the heads over cached features; export gives the full network (dhash.learn.frozen)
+    net, data, data_split, loop, export = prepare_training(config, run, source, split, net, device, progress, console,
+                                                           processes.world)
+    validation = _Validation(data, data_split, config["seed"])
     if method_cls.trainable:
         with make_progress(progress, console, "loss {task.fields[loss]:.4f}", "{task.fields[ips]:,.0f} img/s") as bar, \
                 warnings.catch_warnings():
             # the gradient scaler skips steps whose gradients overflowed; the schedule still advances
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer")
             try:
-                epochs, steps, seconds = _gradient_training(config, run, source, split, net, method, device, resume,
+                epochs, steps, seconds = _gradient_training(loop, run, data, data_split, net, method, device, resume,
                                                             bar, validation, processes)
             except Exception as exc:
                 if processes.world > 1 and distributed.is_peer_failure(exc):
@@ -293,20 +298,20 @@ def train(config: dict[str, Any], output: str | Path, resume: bool = False, prog
             return run.model
         best = validation.best
         if best is not None and best["epoch"] != epochs:  # the last epoch is not the one kept: save it too
-            report = _post_train(config, run, source, split, net, method, device, progress, console)
-            save_model(run.last, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report,
-                                         processes=processes.world))
+            report = _post_train(loop, run, data, data_split, net, method, device, progress, console)
+            save_model(run.last, _record(config, run, source, split, export(net), method, device, epochs, steps, seconds,
+                                         report, processes=processes.world))
             net.load_state_dict(best["network"])
             method.load_state_dict(best["method"])
-        report = _post_train(config, run, source, split, net, method, device, progress, console)
+        report = _post_train(loop, run, data, data_split, net, method, device, progress, console)
     elif not processes.main:  # closed form: rank 0 fits it alone
         return run.model
     else:
         started = time.perf_counter()
-        features = _outputs(net, source, split.train, device, config["workers"], progress, console, "Features")
-        method.fit(features, source.labels[split.train], config["seed"])
+        features = _outputs(net, data, data_split.train, device, loop["workers"], progress, console, "Features")
+        method.fit(features, data.labels[data_split.train], config["seed"])
         epochs, steps, seconds, report = 0, 0, time.perf_counter() - started, {}
-    save_model(run.model, _record(config, run, source, split, net, method, device, epochs, steps, seconds, report,
+    save_model(run.model, _record(config, run, source, split, export(net), method, device, epochs, steps, seconds, report,
                                   None if validation.best is None else
                                   {k: validation.best[k] for k in ("epoch", "val_map")}, processes.world))
     return run.model

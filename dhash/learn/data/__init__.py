@@ -4,7 +4,8 @@
 (sub-folder = class), a ``.txt`` list file (``path l1 … lC``) or an ``.h5`` feature file;
 ``make_split`` draws train / query / database indices by protocol; ``ImageDataset`` with
 ``build_transform(spec, train)`` feeds a ``DataLoader``; ``images_by_id`` finds items' images by
-the ids code files carry.
+the ids code files carry. ``feature_cache`` keeps backbone features of images in HDF5 (frozen
+backbones); ``preload`` decodes and resizes image files once into memory (fine-tuning).
 """
 from .dataset import ImageDataset
 from .load import BUILTIN, images_by_id, load_source

