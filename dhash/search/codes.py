@@ -139,6 +139,17 @@ def write_code_file(
 PROVENANCE_TEXT = ("dhash_version", "created", "method", "model", "model_sha256", "dataset", "split")
 
 
+def bits_attr(f: h5py.File, path: str | os.PathLike) -> int:
+    """The code length of an open code or index file, its ``bitorder`` and ``bits`` attributes checked."""
+    bitorder = str_attr(f, "bitorder", path)
+    if bitorder != BITORDER:
+        raise DHashError(f"{path}: bitorder must be '{BITORDER}', got {bitorder!r}")
+    try:
+        return check_bits(int_attr(f, "bits", path))
+    except DHashError as exc:
+        raise DHashError(f"{path}: invalid 'bits' attribute ({exc})") from None
+
+
 def _header(f: h5py.File, path: str | os.PathLike) -> tuple[int, Datasets, dict[str, Any]]:
     """Check an open code file's layout (``docs/file-format.md``); return bits, checked datasets, provenance."""
     if "codes" not in f:
@@ -146,13 +157,7 @@ def _header(f: h5py.File, path: str | os.PathLike) -> tuple[int, Datasets, dict[
     version = int_attr(f, "format_version", path)
     if version != FORMAT_VERSION:
         raise DHashError(f"{path}: unsupported format_version {version} (this dhash reads {FORMAT_VERSION})")
-    bitorder = str_attr(f, "bitorder", path)
-    if bitorder != BITORDER:
-        raise DHashError(f"{path}: bitorder must be '{BITORDER}', got {bitorder!r}")
-    try:
-        bits = check_bits(int_attr(f, "bits", path))
-    except DHashError as exc:
-        raise DHashError(f"{path}: invalid 'bits' attribute ({exc})") from None
+    bits = bits_attr(f, path)
     attrs = provenance(f, path, skip=("bits", "bitorder", "format_version"), text=PROVENANCE_TEXT)
     return bits, check_datasets(f, path, bits), attrs
 

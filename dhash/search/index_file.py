@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
-from .codes import BITORDER, PROVENANCE_TEXT, CodeFile, check_bits, check_codes, read_code_file
+from .codes import BITORDER, PROVENANCE_TEXT, CodeFile, bits_attr, check_codes, read_code_file
 from ..errors import DHashError
 from .h5layout import (check_datasets, check_memory, int_attr, open_h5, provenance, read_ids, read_labels,
                        str_attr)
@@ -118,20 +118,14 @@ def load_index(path: str | os.PathLike) -> IndexFile:
         kind = str_attr(f, "kind", path)
         if kind not in INDEX_KINDS:
             raise DHashError(f"{path}: unknown index kind {kind!r} (expected {' or '.join(INDEX_KINDS)})")
-        bitorder = str_attr(f, "bitorder", path)
-        if bitorder != BITORDER:
-            raise DHashError(f"{path}: bitorder must be '{BITORDER}', got {bitorder!r}")
-        try:
-            bits = check_bits(int_attr(f, "bits", path))
-        except DHashError as exc:
-            raise DHashError(f"{path}: invalid 'bits' attribute ({exc})") from None
+        bits = bits_attr(f, path)
         ds = check_datasets(f, path, bits)
         ntotal = int_attr(f, "ntotal", path)
         if ntotal != ds.n:
             raise DHashError(f"{path}: attribute ntotal = {ntotal} but 'codes' holds {ds.n} codes")
         substrings = int_attr(f, "substrings", path, required=kind == "mih")
         attrs = provenance(f, path, skip=INDEX_ATTRS, text=INDEX_TEXT)
-        attrs.update(dhash_index=version, kind=kind, bits=bits, bitorder=bitorder, ntotal=ntotal)
+        attrs.update(dhash_index=version, kind=kind, bits=bits, bitorder=BITORDER, ntotal=ntotal)
         if substrings is not None:
             attrs["substrings"] = substrings
         check_memory(path, ds.codes, ds.labels)
