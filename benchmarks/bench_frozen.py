@@ -1,8 +1,9 @@
 """Photo folders on a CPU: ``--backbone-mode frozen`` against ``finetune``, wall time and mAP.
 
-Fashion-MNIST written as a folder of PNG files in class sub-folders (``--per-class`` images of each
-class from its training set, 500 by default: 5,000 files, generated once into ``--workdir``), or any
-labelled folder (``--data FOLDER``). Each cell runs the real commands, timed by the wall clock:
+Fashion-MNIST (or, with ``--dataset cifar10``, the natural-colour CIFAR-10: ``examples/get_data.sh cifar10``)
+written as a folder of PNG files in class sub-folders (``--per-class`` images of each class from its
+training set, 500 by default: 5,000 files, generated once into ``--workdir``), or any labelled folder
+(``--data FOLDER``). Each cell runs the real commands, timed by the wall clock:
 
     dhash train --data FOLDER --method dha --bits 12 --protocol per-class --queries-per-class 100
                 --train-per-class 300 --epochs 8 --backbone-mode MODE --threads N   (+ input size, views)
@@ -18,6 +19,7 @@ its features from scratch (a cold cache).
     python benchmarks/bench_frozen.py                                   # frozen (default size) vs finetune
     python benchmarks/bench_frozen.py --modes frozen --sizes 64 96 128 224 --views none   # mAP against input size
     python benchmarks/bench_frozen.py --modes finetune --finetune-epochs 2   # a shorter finetune run
+    python benchmarks/bench_frozen.py --dataset cifar10                 # the natural-colour check
     python benchmarks/bench_frozen.py --data photos/ --train-per-class 100 --queries-per-class 20
 """
 from __future__ import annotations
@@ -45,17 +47,17 @@ from dhash.search.codes import read_code_file
 DHASH = [str(Path(sys.executable).with_name("dhash"))]  # the console script beside this Python
 
 
-def fashion_folder(workdir: Path, per_class: int) -> Path:
-    """Fashion-MNIST's first ``per_class`` training images of each class as PNG files, written once."""
+def png_folder(dataset: str, workdir: Path, per_class: int) -> Path:
+    """A built-in data set's first ``per_class`` training images of each class as PNG files, written once."""
     from dhash.learn.data import load_source
 
-    root = workdir / f"fashion-mnist-png-{per_class}"
+    root = workdir / f"{dataset}-png-{per_class}"
     if root.is_dir() and sum(1 for _ in root.rglob("*.png")) == per_class * 10:
         return root
     shutil.rmtree(root, ignore_errors=True)
     tmp = workdir / f".{root.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    source = load_source("fashion-mnist")
+    source = load_source(dataset)
     train = np.flatnonzero(source.subset == 0)
     for c, name in enumerate(source.classes):
         folder = tmp / name.replace("/", "-")
@@ -114,8 +116,10 @@ def cell(data: Path, out: Path, mode: str, size: int | None, views: str, epochs:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, help="a labelled image folder  [default: Fashion-MNIST as PNG files]")
-    parser.add_argument("--per-class", type=int, default=500, help="Fashion-MNIST images per class in the folder")
+    parser.add_argument("--data", type=Path, help="a labelled image folder  [default: --dataset as PNG files]")
+    parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "cifar10"],
+                        help="the built-in data set written as the PNG folder")
+    parser.add_argument("--per-class", type=int, default=500, help="--dataset images per class in the folder")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "dhash" / "bench_frozen", help="where the PNG folder and the runs go")
     parser.add_argument("--modes", nargs="+", default=["frozen", "finetune"], choices=["frozen", "finetune"])
@@ -133,7 +137,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, help="CSV file of the rows")
     opts = parser.parse_args()
     opts.workdir.mkdir(parents=True, exist_ok=True)
-    data = opts.data or fashion_folder(opts.workdir, opts.per_class)
+    data = opts.data or png_folder(opts.dataset, opts.workdir, opts.per_class)
     console = Console(width=200)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
