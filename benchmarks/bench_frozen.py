@@ -124,7 +124,7 @@ def main() -> None:
                         / "dhash" / "bench_frozen", help="where the PNG folder and the runs go")
     parser.add_argument("--modes", nargs="+", default=["frozen", "finetune"], choices=["frozen", "finetune"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[None], help="input sizes  [default: dhash's]")
-    parser.add_argument("--views", nargs="+", default=["flip"], choices=["none", "flip"], help="frozen: cached views")
+    parser.add_argument("--views", nargs="+", default=["none"], choices=["none", "flip"], help="frozen: cached views")
     parser.add_argument("--method", default="dha")
     parser.add_argument("--bits", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=8)
