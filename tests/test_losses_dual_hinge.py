@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from dhash.errors import DHashError
 from dhash.learn.methods import NetOutput, TrainState, get_method, parse_params
 from dhash.learn.methods.dual_hinge import DualHinge, DualHingeParams, dual_hinge
 
@@ -38,29 +39,68 @@ def test_per_pair_loss_hand_values():
     assert dual_hinge(z, 2.0).tolist() == pytest.approx([1.0, 4.5])
 
 
-def _pair_loss(k, *, u_i, u_j, s):
-    """Per-pair loss written out by hand from the docstring (r = 1 + e^z, ℓ = k (r + 1/r − 2))."""
+def _pair_loss(k, *, u_i, u_j, s, mean=None):
+    """Per-pair loss written out by hand from the docstring (r = 1 + e^z, ℓ = k (r + 1/r − 2)); ``mean``:
+    the batch's mean code, taken off both codes (centred)."""
     p = DualHingeParams()
-    d = (1 - sum(a * b for a, b in zip(u_i, u_j)) / len(u_i)) / 2
+    mean = mean or [0.0] * len(u_i)
+    d = (1 - sum((a - m) * (b - m) for a, b, m in zip(u_i, u_j, mean)) / len(u_i)) / 2
     z = p.slope * (d - p.margin_similar) if s else p.slope * (p.margin_dissimilar - d)
     r = 1 + math.exp(z)
     return k * (r + 1 / r - 2)
 
 
-def test_batch_loss_hand_value():
+@pytest.mark.parametrize("centre", [0.0, 1.0])
+def test_batch_loss_hand_value(centre):
     h = torch.tensor([[0.5, -1.0], [0.3, -0.2], [-0.8, 1.5]], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([[1, 0], [1, 0], [0, 1]], dtype=torch.float64)
     u = [[math.tanh(v) for v in row] for row in h.tolist()]
-    l01 = _pair_loss(1.0, u_i=u[0], u_j=u[1], s=True)
-    l02 = _pair_loss(1.0, u_i=u[0], u_j=u[2], s=False)
-    l12 = _pair_loss(1.0, u_i=u[1], u_j=u[2], s=False)
+    mean = [sum(col) / 3 for col in zip(*u)] if centre else None
+    l01 = _pair_loss(1.0, u_i=u[0], u_j=u[1], s=True, mean=mean)
+    l02 = _pair_loss(1.0, u_i=u[0], u_j=u[2], s=False, mean=mean)
+    l12 = _pair_loss(1.0, u_i=u[1], u_j=u[2], s=False, mean=mean)
     expected = (l01 + (l02 + l12) / 2) / 2  # similar and dissimilar pairs weighted equally
-    method = DualHinge(2, 2)
+    method = DualHinge(2, 2, DualHingeParams(centre=centre))
     loss, parts = method.loss(NetOutput(h=h), labels, STATE)
     assert loss.item() == pytest.approx(expected, rel=1e-9)
     assert parts["dual_hinge"] == pytest.approx(expected)
-    unbalanced = DualHinge(2, 2, DualHingeParams(balance=False)).loss(NetOutput(h=h), labels, STATE)[0]
+    unbalanced = DualHinge(2, 2, DualHingeParams(balance=False, centre=centre)).loss(NetOutput(h=h), labels, STATE)[0]
     assert unbalanced.item() == pytest.approx((2 * l01 + 2 * l02 + 2 * l12) / 6, rel=1e-9)
+
+
+def test_centred_codes_give_a_constant_bit_nothing():
+    """A bit that is the same for every image (the dead bits of docs/experiments.md): centred, its value
+    changes neither the loss nor the other bits' gradients; uncentred, pushing it to ±1 pays off."""
+    torch.manual_seed(0)
+    labels = torch.nn.functional.one_hot(torch.arange(8) % 2, 2).double()
+    rest = torch.randn(8, 3, dtype=torch.float64) * 0.1
+
+    def loss_and_grad(constant: float, centre: float) -> tuple[float, torch.Tensor]:
+        h = torch.cat([rest, torch.full((8, 1), constant, dtype=torch.float64)], 1).requires_grad_()
+        loss = DualHinge(4, 2, DualHingeParams(centre=centre)).loss(NetOutput(h=h), labels, STATE)[0]
+        loss.backward()
+        return loss.item(), h.grad[:, :3]
+
+    (small, g_small), (large, g_large) = loss_and_grad(0.0, 1.0), loss_and_grad(3.0, 1.0)
+    assert large == pytest.approx(small, rel=1e-12) and torch.allclose(g_large, g_small)
+    assert loss_and_grad(3.0, 0.0)[0] < 0.5 * loss_and_grad(0.0, 0.0)[0]
+
+
+def test_centre_is_a_fraction_of_the_epochs_from_the_first():
+    torch.manual_seed(0)
+    h = torch.randn(8, 6, dtype=torch.float64)
+    labels = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).double()
+
+    def loss(centre: float, epoch: int) -> float:
+        state = TrainState(epoch=epoch, epochs=8, step=0, steps_per_epoch=1)
+        return DualHinge(6, 3, DualHingeParams(centre=centre)).loss(NetOutput(h=h), labels, state)[0].item()
+
+    raw, centred = loss(0.0, 0), loss(1.0, 0)
+    assert raw != pytest.approx(centred)
+    assert [loss(0.25, e) for e in range(4)] == pytest.approx([centred, centred, raw, raw])
+    assert loss(1.0, 7) == pytest.approx(centred)
+    with pytest.raises(DHashError, match="centre=1.5"):
+        DualHinge(6, 3, DualHingeParams(centre=1.5))
 
 
 def _loss_at_distances(similar: bool, distances: np.ndarray, params: DualHingeParams) -> np.ndarray:

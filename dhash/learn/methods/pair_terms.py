@@ -10,9 +10,14 @@ import torch
 from .pairs import Pairs
 
 
-def tanh_agreement(pairs: Pairs) -> torch.Tensor:
-    """``A_ij = ⟨tanh h_i, tanh h_j⟩ / K`` ∈ [−1, 1] for the raw outputs of the rows and columns of ``pairs``."""
+def tanh_agreement(pairs: Pairs, centre: bool = False) -> torch.Tensor:
+    """``A_ij = ⟨tanh h_i, tanh h_j⟩ / K`` ∈ [−1, 1] for the raw outputs of the rows and columns of ``pairs``;
+    with ``centre`` both relaxed codes first lose the columns' (the whole batch's) mean code, so a bit
+    that is the same for every image adds nothing to any pair's agreement."""
     u, v = pairs.both(torch.tanh)
+    if centre:
+        mean = v.mean(0, keepdim=True)
+        u, v = u - mean, v - mean
     return u @ v.T / u.shape[1]
 
 
