@@ -9,7 +9,8 @@ from dhash.errors import DHashError
 from dhash.learn.methods import NetOutput, TrainState, get_method, parse_params
 from dhash.learn.methods.dual_hinge import DualHinge, DualHingeParams, dual_hinge
 
-STATE = TrainState(epoch=0, epochs=1, step=0, steps_per_epoch=1)
+STATE = TrainState(epoch=1, epochs=2, step=100, steps_per_epoch=100)  # past the centred start: raw distances
+START = TrainState(epoch=0, epochs=2, step=0, steps_per_epoch=100)  # the first step: centred distances
 
 
 def symmetric_kl_gamma(shape: float, scale_p: float, scale_q: float) -> float:
@@ -50,7 +51,7 @@ def _pair_loss(k, *, u_i, u_j, s, mean=None):
     return k * (r + 1 / r - 2)
 
 
-@pytest.mark.parametrize("centre", [0.0, 1.0])
+@pytest.mark.parametrize("centre", [False, True])
 def test_batch_loss_hand_value(centre):
     h = torch.tensor([[0.5, -1.0], [0.3, -0.2], [-0.8, 1.5]], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([[1, 0], [1, 0], [0, 1]], dtype=torch.float64)
@@ -60,11 +61,11 @@ def test_batch_loss_hand_value(centre):
     l02 = _pair_loss(1.0, u_i=u[0], u_j=u[2], s=False, mean=mean)
     l12 = _pair_loss(1.0, u_i=u[1], u_j=u[2], s=False, mean=mean)
     expected = (l01 + (l02 + l12) / 2) / 2  # similar and dissimilar pairs weighted equally
-    method = DualHinge(2, 2, DualHingeParams(centre=centre))
-    loss, parts = method.loss(NetOutput(h=h), labels, STATE)
+    state = START if centre else STATE
+    loss, parts = DualHinge(2, 2).loss(NetOutput(h=h), labels, state)
     assert loss.item() == pytest.approx(expected, rel=1e-9)
     assert parts["dual_hinge"] == pytest.approx(expected)
-    unbalanced = DualHinge(2, 2, DualHingeParams(balance=False, centre=centre)).loss(NetOutput(h=h), labels, STATE)[0]
+    unbalanced = DualHinge(2, 2, DualHingeParams(balance=False)).loss(NetOutput(h=h), labels, state)[0]
     assert unbalanced.item() == pytest.approx((2 * l01 + 2 * l02 + 2 * l12) / 6, rel=1e-9)
 
 
@@ -75,32 +76,33 @@ def test_centred_codes_give_a_constant_bit_nothing():
     labels = torch.nn.functional.one_hot(torch.arange(8) % 2, 2).double()
     rest = torch.randn(8, 3, dtype=torch.float64) * 0.1
 
-    def loss_and_grad(constant: float, centre: float) -> tuple[float, torch.Tensor]:
+    def loss_and_grad(constant: float, centre: bool) -> tuple[float, torch.Tensor]:
         h = torch.cat([rest, torch.full((8, 1), constant, dtype=torch.float64)], 1).requires_grad_()
-        loss = DualHinge(4, 2, DualHingeParams(centre=centre)).loss(NetOutput(h=h), labels, STATE)[0]
+        loss = DualHinge(4, 2).loss(NetOutput(h=h), labels, START if centre else STATE)[0]
         loss.backward()
         return loss.item(), h.grad[:, :3]
 
-    (small, g_small), (large, g_large) = loss_and_grad(0.0, 1.0), loss_and_grad(3.0, 1.0)
+    (small, g_small), (large, g_large) = loss_and_grad(0.0, True), loss_and_grad(3.0, True)
     assert large == pytest.approx(small, rel=1e-12) and torch.allclose(g_large, g_small)
-    assert loss_and_grad(3.0, 0.0)[0] < 0.5 * loss_and_grad(0.0, 0.0)[0]
+    assert loss_and_grad(3.0, False)[0] < 0.5 * loss_and_grad(0.0, False)[0]
 
 
-def test_centre_is_a_fraction_of_the_epochs_from_the_first():
+def test_centre_steps_counts_optimisation_steps_from_the_first():
     torch.manual_seed(0)
     h = torch.randn(8, 6, dtype=torch.float64)
     labels = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).double()
 
-    def loss(centre: float, epoch: int) -> float:
-        state = TrainState(epoch=epoch, epochs=8, step=0, steps_per_epoch=1)
-        return DualHinge(6, 3, DualHingeParams(centre=centre)).loss(NetOutput(h=h), labels, state)[0].item()
+    def loss(centre_steps: int, step: int) -> float:
+        state = TrainState(epoch=step // 3, epochs=8, step=step, steps_per_epoch=3)
+        method = DualHinge(6, 3, DualHingeParams(centre_steps=centre_steps))
+        return method.loss(NetOutput(h=h), labels, state)[0].item()
 
-    raw, centred = loss(0.0, 0), loss(1.0, 0)
+    raw, centred = loss(0, 0), loss(1, 0)
     assert raw != pytest.approx(centred)
-    assert [loss(0.25, e) for e in range(4)] == pytest.approx([centred, centred, raw, raw])
-    assert loss(1.0, 7) == pytest.approx(centred)
-    with pytest.raises(DHashError, match="centre=1.5"):
-        DualHinge(6, 3, DualHingeParams(centre=1.5))
+    assert [loss(2, s) for s in range(4)] == pytest.approx([centred, centred, raw, raw])
+    assert [loss(DualHingeParams().centre_steps, s) for s in (0, 19, 20)] == pytest.approx([centred, centred, raw])
+    with pytest.raises(DHashError, match="centre_steps=-1"):
+        DualHinge(6, 3, DualHingeParams(centre_steps=-1))
 
 
 def _loss_at_distances(similar: bool, distances: np.ndarray, params: DualHingeParams) -> np.ndarray:
