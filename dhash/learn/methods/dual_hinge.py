@@ -34,7 +34,7 @@ Centred start (``centre_steps``, dhash's): for the first optimisation steps, d_i
 pair sits at d ≈ 0.5, so similar pairs are far past m_s and outweigh the dissimilar side ~30×; with raw
 codes the cheapest pull is a bit that is the same for every image, which saturates tanh and stays dead (4
 of 12 bits on MNIST with 300 training images per class). Centred, such a bit changes no distance and earns
-nothing. The bits take their roles in the first few steps, so 20 centred steps (one epoch there, 1 % of
+nothing. The bits take their roles in the first few steps, so 20 centred steps (one epoch there, 2 % of
 the per-class Fashion-MNIST run) suffice; measured in docs/experiments.md ("The dual hinge on a small
 training set"): test mAP@all 0.44 → 0.87 ± 0.02 on that MNIST set, unchanged on Fashion-MNIST, while
 centring for a quarter of the epochs or throughout costs 0.02–0.06 there (``centre_steps=0``: raw only).
