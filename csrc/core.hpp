@@ -67,7 +67,9 @@ struct TopK {
     std::vector<uint32_t> hist;   // candidates per distance (valid below t)
     std::vector<uint64_t> keys;   // candidates
 
-    void reset(uint32_t k_, uint32_t bits_, bool strict_);
+    // t0: a starting threshold (only d < t0 can enter), for callers that know at least k codes
+    // lie below it; checked by the caller afterwards (t < t0 then).
+    void reset(uint32_t k_, uint32_t bits_, bool strict_, uint32_t t0 = UINT32_MAX);
     void set_strict(bool s) { strict = s; lim = s ? t : t + 1; }
     void push(uint32_t d, uint32_t idx) {
         keys.push_back(make_key(d, idx));

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 
@@ -29,6 +30,59 @@ void plan(size_t groups, size_t nq, int words, int threads, int& tdb, int& tq) {
     threads = useful_threads(groups, nq, words, threads);
     tdb = int(std::clamp<size_t>(groups / kMinGroupsPerThread, 1, size_t(threads)));
     tq = std::max(1, std::min<int>(threads / tdb, int(std::max<size_t>(nq, 1))));
+}
+
+// Large k: a collector starting cold pushes about k (1 + ln(N / k)) candidates before its
+// threshold settles near the k-th distance, and pushes are the scan's slow path. So for k >=
+// kWarmK each collector starts at a threshold read off a k-NN scan of a sample of the share:
+// kRuns evenly spaced runs of whole groups, about kSampleMean * N / k codes (at most N / 16),
+// with k' = mu + 4 sqrt(mu) + 4 neighbours, mu = k * sample / N the expected number of sample
+// codes below the share's k-th distance. A collector whose threshold never fell below its start
+// found fewer than k codes there: that query is scanned again from cold, so results stay exact.
+constexpr uint32_t kWarmK = 256;
+constexpr size_t kRuns = 16;
+constexpr double kSampleMean = 32;
+
+// Copies of `per_run` groups at each of kRuns evenly spaced starts in [g0, g1).
+CodeStore sample_runs(const CodeStore& db, size_t g0, size_t g1, size_t per_run) {
+    CodeStore out(db.bits);
+    const size_t words = size_t(db.words) * kLanes, span = (g1 - g0) / kRuns;
+    out.data.resize(kRuns * per_run * words);
+    for (size_t r = 0; r < kRuns; ++r)
+        std::copy_n(db.group(g0 + r * span), per_run * words, out.data.data() + r * per_run * words);
+    out.n = kRuns * per_run * kLanes;
+    return out;
+}
+
+// Resets the nq collectors of queries q for a scan of groups [g0, g1); returns their starting
+// thresholds (bits + 1: cold).
+std::vector<uint32_t> warm_start(const CodeStore& db, size_t g0, size_t g1, const uint64_t* q, size_t nq,
+                                 uint32_t k, const Kernel& kern, TopK* st) {
+    const uint32_t bits = uint32_t(db.bits);
+    std::vector<uint32_t> start(nq, bits + 1);
+    const size_t full = std::max(g0, std::min(g1, db.n / kLanes));  // groups without padding
+    const size_t share = (full - g0) * kLanes;
+    const size_t per_run = std::min<double>(share / 16.0, kSampleMean * double(share) / k) / (kRuns * kLanes);
+    if (k >= kWarmK && per_run > 0) {
+        const CodeStore sample = sample_runs(db, g0, full, per_run);
+        const double mu = double(k) * double(sample.n) / double(share);
+        std::vector<TopK> probe(nq);
+        for (TopK& p : probe) p.reset(uint32_t(mu + 4 * std::sqrt(mu) + 4), bits, true);
+        kern.knn(sample, 0, sample.groups(), q, nq, probe.data());
+        for (size_t j = 0; j < nq; ++j) start[j] = std::min(bits + 1, probe[j].t + 1);
+    }
+    for (size_t j = 0; j < nq; ++j) st[j].reset(k, bits, true, start[j]);
+    return start;
+}
+
+// Queries whose collector started warm but never got below its start: again from cold.
+void rescan_cold(const CodeStore& db, size_t g0, size_t g1, const uint64_t* q, size_t nq, uint32_t k,
+                 const Kernel& kern, TopK* st, const std::vector<uint32_t>& start) {
+    for (size_t j = 0; j < nq; ++j)
+        if (start[j] <= uint32_t(db.bits) && st[j].t >= start[j]) {
+            st[j].reset(k, uint32_t(db.bits), true);
+            kern.knn(db, g0, g1, q + j * db.words, 1, st + j);
+        }
 }
 
 }  // namespace
@@ -66,8 +120,10 @@ void knn_scan(const CodeStore& db, const uint64_t* q, size_t nq, uint32_t k, int
             const size_t j0 = split_at(nb, tq, iq), j1 = split_at(nb, tq, iq + 1);
             const size_t g0 = split_at(G, tdb, id), g1 = split_at(G, tdb, id + 1);
             TopK* mine = st.data() + size_t(id) * nb;
-            for (size_t j = j0; j < j1; ++j) mine[j].reset(k, uint32_t(db.bits), true);
-            kern.knn(db, g0, g1, q + (b0 + j0) * db.words, j1 - j0, mine + j0);
+            const uint64_t* qj = q + (b0 + j0) * db.words;
+            const auto start = warm_start(db, g0, g1, qj, j1 - j0, k, kern, mine + j0);
+            kern.knn(db, g0, g1, qj, j1 - j0, mine + j0);
+            rescan_cold(db, g0, g1, qj, j1 - j0, k, kern, mine + j0, start);
 #pragma omp barrier
             std::vector<uint64_t> merged;
 #pragma omp for schedule(static)

@@ -5,10 +5,10 @@
 
 namespace dhash {
 
-void TopK::reset(uint32_t k_, uint32_t bits_, bool strict_) {
+void TopK::reset(uint32_t k_, uint32_t bits_, bool strict_, uint32_t t0) {
     k = k_;
     bits = bits_;
-    t = bits + 1;
+    t = std::min(bits + 1, t0);
     below = 0;
     strict = ordered = strict_;
     lim = strict ? t : t + 1;

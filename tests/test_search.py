@@ -111,6 +111,30 @@ def test_knn_large_database_split_over_threads(kernel):
         assert_knn(index.search(q, 150, threads=threads, kernel=kernel), expected)
 
 
+@pytest.mark.parametrize("bits", [32, 64, 128])
+def test_large_k_sampled_start_thresholds(bits, kernel):
+    """k >= 256 starts each collector at a threshold from a sample of evenly spaced runs of the
+    database. Random codes, then codes that fool the sample: copies of the queries at the start
+    of every 1/32 of the database (where the runs of one or two shares begin), 3 per query at
+    each: more than the sample's k' below distance 1, fewer than k in all, so every query must be
+    scanned again from cold; on 1 and 2 threads (two shares)."""
+    rng = np.random.default_rng(bits)
+    n = 65_536
+    db, q = random_codes(rng, n, bits), random_codes(rng, 20, bits)
+    index = LinearIndex(bits)
+    index.add(db)
+    for k in (256, 1000):
+        assert_knn(index.search(q, k, threads=1, kernel=kernel), ref_knn(q, db, k, bits))
+    fooled = db.copy()
+    for start in range(0, n, n // 32):
+        fooled[start:start + 3 * len(q)] = np.repeat(q, 3, axis=0)
+    index = LinearIndex(bits)
+    index.add(fooled)
+    for threads in (1, 2):
+        for k in (256, 300):
+            assert_knn(index.search(q, k, threads=threads, kernel=kernel), ref_knn(q, fooled, k, bits))
+
+
 @pytest.mark.parametrize("bits", [12, 64, 130])
 def test_massive_ties_and_duplicates(bits, kernel):
     rng = np.random.default_rng(bits)
