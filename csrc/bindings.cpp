@@ -101,7 +101,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("selected_kernel", [](const std::string& name, int bits) {
         check_bits(bits);
         py::gil_scoped_release nogil;
-        return std::string(get_kernel(name, (bits + 63) / 64).name);
+        return std::string(get_kernel(name, bits).name);
     }, py::arg("name") = "", py::arg("bits") = 64,
           "The kernel a search of `bits`-bit codes uses for `name` ('' = $DHASH_KERNEL, else the fastest here).");
     m.def("default_threads", &default_threads, "Threads a search uses when threads = 0: all cores.");

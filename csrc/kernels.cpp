@@ -2,6 +2,7 @@
 // width says which of them is fastest here (cached for the process).
 #include "kernels.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <cstdlib>
@@ -56,23 +57,20 @@ double now_seconds() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Seconds of the best of 3 single-thread k-NN scans (k = 10) of `q` against `db`.
-double probe_seconds(const Kernel& kern, const CodeStore& db, const std::vector<uint64_t>& q, size_t nq) {
-    std::vector<TopK> st(nq);
-    double best = std::numeric_limits<double>::infinity();
-    for (int rep = 0; rep < 3; ++rep) {
-        for (TopK& s : st) s.reset(10, uint32_t(db.bits), true);
-        const double t0 = now_seconds();
-        kern.knn(db, 0, db.groups(), q.data(), nq, st.data());
-        best = std::min(best, now_seconds() - t0);
-    }
-    return best;
+// Seconds of one single-thread k-NN scan (k = 10) of `q` against `db`.
+double scan_seconds(const Kernel& kern, const CodeStore& db, const std::vector<uint64_t>& q, size_t nq,
+                    std::vector<TopK>& st) {
+    for (TopK& s : st) s.reset(10, uint32_t(db.bits), true);
+    const double t0 = now_seconds();
+    kern.knn(db, 0, db.groups(), q.data(), nq, st.data());
+    return now_seconds() - t0;
 }
 
-// The fastest supported kernel for `words`-word codes on 64K random codes x 128 queries (enough
-// queries that kernels which prepare each database block, avx2-lut, show their batch speed; the
-// x86-64 baseline build, without POPCNT, never competes).
-const Kernel& probe(int words) {
+// The fastest supported kernel for codes of `bytes` bytes on 32K random codes x 256 queries
+// (enough queries that kernels which prepare each database block, avx2-lut, show their batch
+// speed; the x86-64 baseline build, without POPCNT, never competes).
+const Kernel& probe(int bytes) {
+    const int words = (bytes + 7) / 8;
     std::vector<const Kernel*> cands;
     for (const Kernel* k : compiled_kernels())
 #if defined(__x86_64__)
@@ -81,30 +79,28 @@ const Kernel& probe(int words) {
         if (k->supported() && words <= k->own_words) cands.push_back(k);
 #endif
     if (cands.size() == 1) return *cands[0];
-    const size_t n = 65536, nq = 128, width = size_t(words) * 8;
+    const size_t n = 32768, nq = 256, width = size_t(bytes);
     uint64_t x = 0x9E3779B97F4A7C15ULL;  // xorshift64
-    std::vector<uint8_t> bytes((n + nq) * width);
-    for (auto& b : bytes) {
+    std::vector<uint8_t> codes((n + nq) * width);
+    for (auto& b : codes) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         b = uint8_t(x >> 56);
     }
-    CodeStore db(words * 64);
-    db.add_bytes(bytes.data(), n);
-    const std::vector<uint64_t> q = pack_rows(bytes.data() + n * width, nq, words * 64);
-    const Kernel* best = cands[0];
-    double best_s = std::numeric_limits<double>::infinity();
-    for (const Kernel* k : cands) {
-        const double s = probe_seconds(*k, db, q, nq);
-        if (s < best_s) best_s = s, best = k;
-    }
-    return *best;
+    CodeStore db(bytes * 8);
+    db.add_bytes(codes.data(), n);
+    const std::vector<uint64_t> q = pack_rows(codes.data() + n * width, nq, bytes * 8);
+    // best of 3 per kernel, the kernels taking turns so that a change of load hits all alike
+    std::vector<double> best_s(cands.size(), std::numeric_limits<double>::infinity());
+    std::vector<TopK> st(nq);
+    for (int rep = 0; rep < 3; ++rep)
+        for (size_t c = 0; c < cands.size(); ++c) best_s[c] = std::min(best_s[c], scan_seconds(*cands[c], db, q, nq, st));
+    return *cands[std::min_element(best_s.begin(), best_s.end()) - best_s.begin()];
 }
 
 }  // namespace
 
-const Kernel& get_kernel(const std::string& requested, int words) {
-    if (words < 1 || words > kMaxWords)
-        throw std::invalid_argument("kernel choice: code words must be 1.." + std::to_string(kMaxWords));
+const Kernel& get_kernel(const std::string& requested, int bits) {
+    check_bits(bits);
     std::string name = requested;
     if (name.empty()) {
         const char* env = std::getenv("DHASH_KERNEL");
@@ -112,10 +108,11 @@ const Kernel& get_kernel(const std::string& requested, int words) {
     }
     if (!name.empty()) return named_kernel(name);
     static std::mutex mu;
-    static const Kernel* chosen[kMaxWords + 1] = {};
+    static const Kernel* chosen[kMaxBits / 8 + 1] = {};
+    const int bytes = (bits + 7) / 8;
     std::lock_guard<std::mutex> lock(mu);
-    if (!chosen[words]) chosen[words] = &probe(words);
-    return *chosen[words];
+    if (!chosen[bytes]) chosen[bytes] = &probe(bytes);
+    return *chosen[bytes];
 }
 
 }  // namespace dhash

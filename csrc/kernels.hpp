@@ -42,9 +42,10 @@ extern const Kernel kNeon;
 // Compiled-in kernels, slowest first.
 const std::vector<const Kernel*>& compiled_kernels();
 std::vector<std::string> available_kernels();  // those this CPU supports
-// The kernel for codes of `words` 64-bit words: `name` if not empty, else $DHASH_KERNEL if set,
-// else the fastest for that width (a short timed probe of the supported ones at first use,
-// cached per width). Throws std::invalid_argument on an unknown or unsupported name.
-const Kernel& get_kernel(const std::string& name, int words);
+// The kernel for `bits`-bit codes: `name` if not empty, else $DHASH_KERNEL if set, else the
+// fastest for that width in bytes (a short timed probe of the supported ones at first use, cached
+// per byte width: avx2-lut's cost grows with bytes, the others' with 64-bit words). Throws
+// std::invalid_argument on an unknown or unsupported name.
+const Kernel& get_kernel(const std::string& name, int bits);
 
 }  // namespace dhash

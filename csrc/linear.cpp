@@ -218,7 +218,7 @@ void LinearIndex::search(const uint8_t* q, size_t nq, size_t width, int64_t k, i
                          const std::string& kernel, int32_t* out_d, int64_t* out_i) const {
     const uint32_t kk = check_k(k);
     threads = check_threads(threads);
-    const Kernel& kern = get_kernel(kernel, store_.words);
+    const Kernel& kern = get_kernel(kernel, store_.bits);
     const auto packed = checked_queries(q, nq, width, store_.bits);
     std::shared_lock lock(mu_);
     padded_knn(nq, kk, store_.n, uint32_t(store_.bits), out_d, out_i, [&](uint32_t k1, int32_t* d, int64_t* i) {
@@ -230,7 +230,7 @@ RangeResult LinearIndex::range_search(const uint8_t* q, size_t nq, size_t width,
                                       const std::string& kernel) const {
     const uint32_t r = check_radius(radius, store_.bits);
     threads = check_threads(threads);
-    const Kernel& kern = get_kernel(kernel, store_.words);
+    const Kernel& kern = get_kernel(kernel, store_.bits);
     const auto packed = checked_queries(q, nq, width, store_.bits);
     std::shared_lock lock(mu_);
     return range_scan(store_, packed.data(), nq, r, threads, kern);
@@ -239,7 +239,7 @@ RangeResult LinearIndex::range_search(const uint8_t* q, size_t nq, size_t width,
 void LinearIndex::distances(const uint8_t* q, size_t nq, size_t width, int threads, const std::string& kernel,
                             uint16_t* out, size_t n) const {
     threads = check_threads(threads);
-    const Kernel& kern = get_kernel(kernel, store_.words);
+    const Kernel& kern = get_kernel(kernel, store_.bits);
     const auto packed = checked_queries(q, nq, width, store_.bits);
     std::shared_lock lock(mu_);
     if (n != store_.n) throw std::invalid_argument("distances: output has " + std::to_string(n) +

@@ -349,7 +349,7 @@ MihStats MihIndex::search(const uint8_t* q, size_t nq, size_t width, int64_t k, 
                           const std::string& kernel, bool fallback, int32_t* out_d, int64_t* out_i) const {
     const uint32_t kk = check_k(k);
     threads = check_threads(threads);
-    const Kernel& kern = get_kernel(kernel, store_.words);
+    const Kernel& kern = get_kernel(kernel, store_.bits);
     const auto packed = checked_queries(q, nq, width, store_.bits);
     std::shared_lock lock(mu_);
     MihStats stats;
@@ -363,7 +363,7 @@ MihStats MihIndex::range_search(const uint8_t* q, size_t nq, size_t width, int64
                                 const std::string& kernel, bool fallback, RangeResult& out) const {
     const uint32_t r = check_radius(radius, store_.bits);
     threads = check_threads(threads);
-    const Kernel& kern = get_kernel(kernel, store_.words);
+    const Kernel& kern = get_kernel(kernel, store_.bits);
     const auto packed = checked_queries(q, nq, width, store_.bits);
     std::shared_lock lock(mu_);
     return range(packed.data(), nq, r, threads, kern, fallback, out);
