@@ -142,9 +142,13 @@ def write_reports(out: Path, rows: list[dict]) -> None:
         lines.append("")
         if len(lengths) > 1:
             fig, ax = plt.subplots(figsize=(8, 4.5))
-            for m in methods:
-                pts = sorted((int(r["bits"]), float(r["map@all"].split(" ± ")[0])) for r in cells if r["method"] == m)
-                ax.plot(*zip(*pts), marker="o", label=m)
+            colours = plt.get_cmap("tab10").colors
+            for i, m in enumerate(methods):
+                mine = [r for r in cells if r["method"] == m]
+                pts = sorted((int(r["bits"]), float(r["map@all"].split(" ± ")[0])) for r in mine)
+                # the training-free methods (no epochs) come last and reuse the first colours, dashed
+                dashed = str(mine[0]["epochs"]) == "0"
+                ax.plot(*zip(*pts), marker="o", label=m, color=colours[i % 10], linestyle="--" if dashed else "-")
             ax.set(xlabel="bits", ylabel="mAP@all", title=f"{data} ({protocol} protocol)", xticks=lengths)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: no point hidden
